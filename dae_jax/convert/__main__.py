@@ -1,0 +1,57 @@
+"""Command line: convert checkpoints between PyTorch and Flax.
+
+  python -m dae_jax.convert to-flax  IN.pth   OUT.msgpack|OUT_DIR [--teacher]
+  python -m dae_jax.convert to-torch IN.msgpack|IN_DIR OUT.pth|OUT.safetensors [--plain] [--use_logdepth ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from dae_jax.convert import (
+    ConversionError,
+    export_torch_checkpoint,
+    load_flax_params,
+    load_torch_checkpoint,
+    save_flax_params,
+)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse the arguments, convert, and print what was written; errors go to stderr with exit code 2."""
+    parser = argparse.ArgumentParser(prog="python -m dae_jax.convert", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    to_flax = sub.add_parser("to-flax", help="official/DepthAnyEvent .pth or .safetensors -> Flax params")
+    to_flax.add_argument("input")
+    to_flax.add_argument("output", help="a .msgpack file, or a directory for an Orbax checkpoint")
+    to_flax.add_argument("--teacher", action="store_true",
+                         help="the weights are an official DAv2 frame model (official output semantics)")
+    to_torch = sub.add_parser("to-torch", help="Flax params -> .pth (needs torch) or .safetensors")
+    to_torch.add_argument("input")
+    to_torch.add_argument("output")
+    to_torch.add_argument("--plain", action="store_true",
+                          help="write a bare state_dict (the official DAv2 layout) instead of {state_dict, config}")
+    to_torch.add_argument("--use_logdepth", action="store_true", help="trainer flag for the official test script")
+    to_torch.add_argument("--use_scaleshift", action="store_true", help="trainer flag for the official test script")
+    to_torch.add_argument("--reg_factor", type=float, default=3.70378)
+    to_torch.add_argument("--clip_distance", type=float, default=80.0)
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "to-flax":
+            params, config, _ = load_torch_checkpoint(args.input, {"official": True} if args.teacher else None)
+            save_flax_params(args.output, params, config)
+        else:
+            params, config = load_flax_params(args.input)
+            trainer = {k: getattr(args, k) for k in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")}
+            export_torch_checkpoint(args.output, params, config, trainer=trainer, plain=args.plain)
+    except (ConversionError, FileNotFoundError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"wrote {args.output} ({config['model_type']}, encoder {config['encoder']})")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,97 @@
+"""PyTorch-exact resizing in JAX: bicubic and bilinear interpolation as separable matrices.
+
+`jax.image.resize` uses Keys' cubic with A = -0.5 and antialiasing, and knows no `align_corners`, so it cannot
+reproduce `torch.nn.functional.interpolate`. Here every resize is two small interpolation matrices (one per
+spatial axis) built in NumPy from PyTorch's coordinate rules and applied with an einsum. Shapes are static, so
+the matrices are compile-time constants under `jit`.
+"""
+
+from __future__ import annotations
+
+import functools
+
+import jax.numpy as jnp
+import numpy as np
+from jax import lax
+
+CUBIC_A = -0.75  # PyTorch's (and OpenCV's) cubic convolution coefficient.
+
+
+def _cubic_weights(t: np.ndarray, a: float = CUBIC_A) -> np.ndarray:
+    """Weights of the 4 taps floor(src)-1 .. floor(src)+2 for fractional offsets t, shape (..., 4)."""
+
+    def near(x):  # |x| <= 1
+        return ((a + 2) * x - (a + 3)) * x * x + 1
+
+    def far(x):  # 1 < |x| < 2
+        return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
+
+    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+
+
+def _source_coords(out_size: int, in_size: int, scale: float | None, align_corners: bool) -> np.ndarray:
+    """PyTorch's `area_pixel_compute_source_index` for every output index (before any clamping)."""
+    dst = np.arange(out_size, dtype=np.float64)
+    if align_corners:
+        step = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
+        return dst * step
+    step = 1.0 / scale if scale is not None else in_size / out_size
+    return (dst + 0.5) * step - 0.5
+
+
+@functools.lru_cache(maxsize=256)
+def bicubic_matrix(
+    in_size: int, out_size: int, scale_factor: float | None = None, align_corners: bool = False
+) -> np.ndarray:
+    """(out, in) float32 matrix of PyTorch bicubic interpolation along one axis (A=-0.75, clamped taps, no antialias).
+
+    `scale_factor` reproduces `interpolate(scale_factor=...)`, which maps coordinates with the supplied factor
+    rather than the size ratio (this matters for DINOv2's positional-embedding interpolation).
+    """
+    src = _source_coords(out_size, in_size, scale_factor, align_corners)
+    base = np.floor(src)
+    weights = _cubic_weights(src - base)
+    taps = np.clip(base[:, None].astype(np.int64) + np.arange(-1, 3)[None, :], 0, in_size - 1)
+    matrix = np.zeros((out_size, in_size), np.float64)
+    np.add.at(matrix, (np.repeat(np.arange(out_size), 4), taps.ravel()), weights.ravel())
+    return matrix.astype(np.float32)
+
+
+@functools.lru_cache(maxsize=256)
+def bilinear_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndarray:
+    """(out, in) float32 matrix of PyTorch bilinear interpolation along one axis (size-based, no antialias)."""
+    src = _source_coords(out_size, in_size, None, align_corners)
+    if not align_corners:
+        src = np.maximum(src, 0.0)  # PyTorch clamps negative source coordinates for linear modes.
+    lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
+    hi = np.minimum(lo + 1, in_size - 1)
+    frac = src - lo
+    matrix = np.zeros((out_size, in_size), np.float64)
+    rows = np.arange(out_size)
+    np.add.at(matrix, (rows, lo), 1.0 - frac)
+    np.add.at(matrix, (rows, hi), frac)
+    return matrix.astype(np.float32)
+
+
+def apply_separable(x: jnp.ndarray, rows: np.ndarray, cols: np.ndarray) -> jnp.ndarray:
+    """Resize NHWC `x` with an (H', H) row matrix and a (W', W) column matrix, in float32 at full precision."""
+    dtype = x.dtype
+    x = x.astype(jnp.float32)
+    hp = lax.Precision.HIGHEST
+    x = jnp.einsum("oh,bhwc->bowc", jnp.asarray(rows), x, precision=hp)
+    x = jnp.einsum("pw,bowc->bopc", jnp.asarray(cols), x, precision=hp)
+    return x.astype(dtype)
+
+
+def resize_bicubic(x: jnp.ndarray, size: tuple[int, int]) -> jnp.ndarray:
+    """`F.interpolate(x, size, mode='bicubic', align_corners=False)` for NHWC arrays."""
+    h, w = x.shape[1:3]
+    return apply_separable(x, bicubic_matrix(h, size[0]), bicubic_matrix(w, size[1]))
+
+
+def resize_bilinear(x: jnp.ndarray, size: tuple[int, int], align_corners: bool) -> jnp.ndarray:
+    """`F.interpolate(x, size, mode='bilinear', align_corners=...)` for NHWC arrays."""
+    h, w = x.shape[1:3]
+    if (h, w) == tuple(size):
+        return x  # Both coordinate rules reduce to the identity at equal sizes.
+    return apply_separable(x, bilinear_matrix(h, size[0], align_corners), bilinear_matrix(w, size[1], align_corners))
