@@ -26,17 +26,22 @@ def _cubic_weights(t: np.ndarray, a: float = CUBIC_A) -> np.ndarray:
     def far(x):  # 1 < |x| < 2
         return ((a * x - 5 * a) * x + 8 * a) * x - 4 * a
 
-    return np.stack([far(t + 1), near(t), near(1 - t), far(2 - t)], axis=-1)
+    one, two = t.dtype.type(1), t.dtype.type(2)
+    return np.stack([far(t + one), near(t), near(one - t), far(two - t)], axis=-1)
 
 
 def _source_coords(out_size: int, in_size: int, scale: float | None, align_corners: bool) -> np.ndarray:
-    """PyTorch's `area_pixel_compute_source_index` for every output index (before any clamping)."""
+    """PyTorch's `area_pixel_compute_source_index` for every output index, with its float32 CPU rounding.
+
+    The scale is a float32; the coordinate is formed in double from it and rounded to float32 (this matches
+    PyTorch's float32 kernels weight for weight, where an all-float32 or all-double formula does not).
+    """
     dst = np.arange(out_size, dtype=np.float64)
     if align_corners:
-        step = (in_size - 1) / (out_size - 1) if out_size > 1 else 0.0
-        return dst * step
-    step = 1.0 / scale if scale is not None else in_size / out_size
-    return (dst + 0.5) * step - 0.5
+        step = np.float32(in_size - 1) / np.float32(out_size - 1) if out_size > 1 else np.float32(0)
+        return (dst * np.float64(step)).astype(np.float32)
+    step = np.float32(1.0 / scale) if scale is not None else np.float32(in_size) / np.float32(out_size)
+    return ((dst + 0.5) * np.float64(step) - 0.5).astype(np.float32)
 
 
 @functools.lru_cache(maxsize=256)
@@ -50,7 +55,7 @@ def bicubic_matrix(
     """
     src = _source_coords(out_size, in_size, scale_factor, align_corners)
     base = np.floor(src)
-    weights = _cubic_weights(src - base)
+    weights = _cubic_weights(src - base).astype(np.float64)
     taps = np.clip(base[:, None].astype(np.int64) + np.arange(-1, 3)[None, :], 0, in_size - 1)
     matrix = np.zeros((out_size, in_size), np.float64)
     np.add.at(matrix, (np.repeat(np.arange(out_size), 4), taps.ravel()), weights.ravel())
@@ -62,10 +67,10 @@ def bilinear_matrix(in_size: int, out_size: int, align_corners: bool) -> np.ndar
     """(out, in) float32 matrix of PyTorch bilinear interpolation along one axis (size-based, no antialias)."""
     src = _source_coords(out_size, in_size, None, align_corners)
     if not align_corners:
-        src = np.maximum(src, 0.0)  # PyTorch clamps negative source coordinates for linear modes.
+        src = np.maximum(src, np.float32(0))  # PyTorch clamps negative source coordinates for linear modes.
     lo = np.minimum(np.floor(src).astype(np.int64), in_size - 1)
     hi = np.minimum(lo + 1, in_size - 1)
-    frac = src - lo
+    frac = (src - lo).astype(np.float64)
     matrix = np.zeros((out_size, in_size), np.float64)
     rows = np.arange(out_size)
     np.add.at(matrix, (rows, lo), 1.0 - frac)
