@@ -21,6 +21,7 @@ from dae_jax.convert.mapping import (
     ConversionError,
     check_state_dict,
     flatten,
+    flax_shapes_to_torch,
     flax_to_torch,
     torch_to_flax,
     unflatten,
@@ -62,8 +63,7 @@ def infer_model_config(state_dict: Mapping[str, np.ndarray], config: Mapping | N
 
 def expected_torch_shapes(model_config: Mapping[str, Any]) -> dict[str, tuple[int, ...]]:
     """PyTorch key -> shape that a model built from `model_config` has, in the official order."""
-    shapes = param_shapes(model_from_config(model_config))
-    return {k: tuple(v.shape) for k, v in flax_to_torch(shapes).items()}
+    return flax_shapes_to_torch(param_shapes(model_from_config(model_config)))
 
 
 def load_torch_checkpoint(
@@ -113,8 +113,9 @@ def save_flax_params(path: str, params: Mapping, model_config: Mapping[str, Any]
     import orbax.checkpoint as ocp
 
     path = os.path.abspath(path)
-    ocp.StandardCheckpointer().save(os.path.join(path, "params"), params, force=True)
-    ocp.StandardCheckpointer().wait_until_finished()
+    checkpointer = ocp.StandardCheckpointer()
+    checkpointer.save(os.path.join(path, "params"), params, force=True)
+    checkpointer.wait_until_finished()
     with open(os.path.join(path, "model_config.json"), "w") as f:
         json.dump(dict(model_config), f, indent=2)
 
@@ -140,6 +141,5 @@ def load_flax_params(path: str) -> tuple[dict, dict[str, Any]]:
             config = json.load(f)
         params = ocp.StandardCheckpointer().restore(os.path.join(path, "params"))
     expected = {k: tuple(v.shape) for k, v in flatten(param_shapes(model_from_config(config))).items()}
-    got = {k: np.shape(v) for k, v in flatten(params).items()}
-    check_state_dict(got, expected, what=path)
+    check_state_dict(flatten(params), expected, what=path)
     return unflatten({k: np.asarray(v) for k, v in flatten(params).items()}), config

@@ -64,6 +64,9 @@ _ORDER = (
 _RANK = {name: i for i, name in enumerate(_ORDER)}
 
 
+_MAX_LISTED = 30  # keys listed per category in an error message
+
+
 class ConversionError(ValueError):
     """A state_dict or parameter tree that does not match the model it should fill."""
 
@@ -187,7 +190,9 @@ def check_state_dict(state_dict: Mapping[str, np.ndarray], expected: Mapping[str
         lines = [f"{what} does not match the model:"]
         for title, items in (("missing keys", missing), ("unexpected keys", unexpected), ("wrong shapes", misshaped)):
             if items:
-                lines.append(f"  {title} ({len(items)}): " + ", ".join(sorted(items, key=torch_sort_key)))
+                shown = sorted(items, key=torch_sort_key)[:_MAX_LISTED]
+                more = f", ... and {len(items) - len(shown)} more" if len(items) > len(shown) else ""
+                lines.append(f"  {title} ({len(items)}): " + ", ".join(shown) + more)
         raise ConversionError("\n".join(lines))
 
 
@@ -198,6 +203,18 @@ def torch_to_flax(state_dict: Mapping[str, np.ndarray]) -> dict:
         path, kind = torch_key_to_flax(key)
         flat[path] = _to_flax_layout(key, kind, np.asarray(array))
     return unflatten(flat)
+
+
+def flax_shapes_to_torch(shapes: Mapping) -> dict[str, tuple[int, ...]]:
+    """Nested Flax shapes (anything with `.shape`) -> {PyTorch key: shape} in the official order, no data."""
+    out = {}
+    for path, leaf in flatten(shapes).items():
+        key, kind = flax_path_to_torch(path)
+        shape = tuple(leaf.shape)
+        if kind in _TO_TORCH and path.endswith("/kernel"):
+            shape = tuple(shape[i] for i in _TO_TORCH[kind])
+        out[key] = shape
+    return {k: out[k] for k in sorted(out, key=torch_sort_key)}
 
 
 def flax_to_torch(params: Mapping) -> dict[str, np.ndarray]:

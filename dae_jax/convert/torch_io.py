@@ -18,7 +18,7 @@ from typing import Any
 import ml_dtypes
 import numpy as np
 
-from dae_jax.convert.mapping import ConversionError
+from dae_jax.convert.mapping import ConversionError, torch_sort_key
 
 _STORAGE_DTYPES = {
     "FloatStorage": np.float32,
@@ -139,7 +139,8 @@ def read_state_dict(path: str) -> tuple[dict[str, np.ndarray], dict | None]:
 
         try:
             with safe_open(path, framework="numpy") as f:
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
+                # safetensors stores keys sorted by name; restore the official module order
+                tensors = {k: f.get_tensor(k) for k in sorted(f.keys(), key=torch_sort_key)}
                 meta = f.metadata() or {}
         except Exception as e:  # safetensors raises its own error types for corrupt headers
             raise ConversionError(f"{path}: cannot read the safetensors file: {e}") from e
