@@ -31,7 +31,7 @@ from dae_jax.models import ENCODERS, model_from_config, model_to_config, param_s
 
 __all__ = [
     "ConversionError", "expected_torch_shapes", "export_torch_checkpoint", "flax_to_torch", "infer_model_config",
-    "load_flax_params", "load_torch_checkpoint", "save_flax_params", "torch_to_flax",
+    "load_flax_params", "load_params", "load_torch_checkpoint", "save_flax_params", "torch_to_flax",
 ]
 
 
@@ -143,3 +143,13 @@ def load_flax_params(path: str) -> tuple[dict, dict[str, Any]]:
     expected = {k: tuple(v.shape) for k, v in flatten(param_shapes(model_from_config(config))).items()}
     check_state_dict(flatten(params), expected, what=path)
     return unflatten({k: np.asarray(v) for k, v in flatten(params).items()}), config
+
+
+def load_params(path: str, model_config: Mapping[str, Any] | None = None) -> tuple[dict, dict[str, Any]]:
+    """Params from any supported file: `.pth`/`.safetensors` (converted on the fly) or dae_jax Flax params."""
+    if path.endswith((".pth", ".pt", ".safetensors")):
+        params, config, _ = load_torch_checkpoint(path, model_config)
+        return params, config
+    params, config = load_flax_params(path)
+    config.update(model_config or {})
+    return params, config

@@ -138,6 +138,8 @@ class DepthAnyEventR(DepthAnythingV2):
     def zero_states(self, batch: int, height: int, width: int) -> States:
         """Zero states for a network input of height x width, ordered (l4, l3, l2, l1)."""
         gh, gw = height // PATCH, width // PATCH
+        if min(gh, gw) < 5:  # the coarsest map (ceil(g/2)) loses 2 px in the padding-0 recurrent conv
+            raise ValueError(f"DepthAnyEvent-R needs a network input of at least 70x70, got {height}x{width}")
         sizes = [(4 * gh, 4 * gw), (2 * gh, 2 * gw), (gh, gw), (math.ceil(gh / 2), math.ceil(gw / 2))]
         f = get_encoder(self.encoder).features
         return tuple(zero_state(self.recurrent, batch, h, w, f) for h, w in reversed(sizes))

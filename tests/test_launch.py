@@ -1,0 +1,68 @@
+"""launch.py end to end in a subprocess: export to PyTorch and predict pictures, plus its usage errors."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from dae_jax.convert import save_flax_params
+from dae_jax.convert.torch_io import read_state_dict
+from dae_jax.models import model_from_config
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def run_launch(*args: str) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
+    return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args], capture_output=True, text=True,
+                          cwd=ROOT, env=env, timeout=300)
+
+
+@pytest.mark.parametrize("model_type", ["DAv2", "RecDAv2"])
+def test_export_and_predict(tmp_path, model_type):
+    config = {"model_type": model_type, "encoder": "tiny", "input_size_width": 84, "input_size_height": 70,
+              "activation": "softplus"}
+    model = model_from_config(config)
+    x = np.zeros((1, 70, 84, 3), np.float32)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), x[:, None] if model.recurrent else x)["params"]
+    params_path = str(tmp_path / "params.msgpack")
+    save_flax_params(params_path, params, config)
+    inputs = tmp_path / "inputs"
+    inputs.mkdir()
+    rng = np.random.default_rng(0)
+    for i in range(3):
+        np.save(inputs / f"frame_{i:03d}.npy", rng.uniform(size=(50, 64, 3)).astype(np.float32))
+    overrides = [f"--config.model.model_type={model_type}", "--config.model.encoder=tiny",
+                 "--config.model.input_size_width=84", "--config.model.input_size_height=70",
+                 f"--config.checkpoint={params_path}"]
+    work = str(tmp_path / "work")
+    out = run_launch("--config=configs/common.py", f"--workdir={work}", "--mode=export", *overrides)
+    assert out.returncode == 0, out.stderr
+    state_dict, ckpt_config = read_state_dict(os.path.join(work, "export", "model.pth"))
+    assert ckpt_config["model"]["model_type"] == model_type and ckpt_config["model"]["encoder"] == "tiny"
+    assert any(k.startswith("depth_head.gru_layer_") for k in state_dict) == (model_type == "RecDAv2")
+
+    out = run_launch("--config=configs/common.py", f"--workdir={work}", "--mode=predict",
+                     f"--config.predict.input={inputs}", *overrides)
+    assert out.returncode == 0, out.stderr
+    for i in range(3):
+        depth = np.load(os.path.join(work, "predictions", f"frame_{i:03d}.npy"))
+        assert depth.shape == (50, 64) and np.isfinite(depth).all()
+        assert np.asarray(Image.open(os.path.join(work, "predictions", f"frame_{i:03d}.png"))).shape == (50, 64, 3)
+    assert os.path.isfile(os.path.join(work, "config_predict.json"))
+
+
+def test_usage_errors(tmp_path):
+    out = run_launch("--config=configs/common.py", f"--workdir={tmp_path}", "--mode=export")
+    assert out.returncode != 0 and "--config.checkpoint is required" in out.stderr
+    out = run_launch("--config=configs/common.py", f"--workdir={tmp_path}", "--mode=train")
+    assert out.returncode != 0 and "mode" in out.stderr
+    out = run_launch("--config=configs/common.py", f"--workdir={tmp_path}", "--mode=export",
+                     f"--config.checkpoint={tmp_path}/missing.pth")
+    assert out.returncode != 0 and "missing.pth" in out.stderr
