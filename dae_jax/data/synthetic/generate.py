@@ -1,0 +1,122 @@
+"""Synthetic event-camera sequences: a seeded street world, a moving camera, RGB + metric depth + ESIM events.
+
+Time line of a sequence: the simulator starts at t = 0 us and frame i is at warmup + i / frame_rate, so every
+frame (the first included) has at least `warmup_us` of events before it. Luminance is rendered every
+1 / (frame_rate * subframes_per_frame) seconds; RGB and depth only at frame times.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import math
+import os
+import zlib
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from .esim import EventSimulator, concatenate_events, log_intensity
+from .render import Camera, Renderer, Trajectory, luminance
+from .scene import make_scene
+
+DEFAULT_SPLITS = {"train": 8, "test": 2}
+
+
+def _ordered_map(fn: Callable[..., Any], args: Iterable[tuple], executor: Executor | None,
+                 ahead: int) -> Iterator[Any]:
+    """fn(*a) for each a, in order; with an executor, at most `ahead` calls run ahead of the consumer."""
+    if executor is None:
+        yield from (fn(*a) for a in args)
+        return
+    pending: deque[Future] = deque()
+    for a in args:
+        pending.append(executor.submit(fn, *a))
+        if len(pending) > ahead:
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()
+
+
+def to_srgb8(linear: np.ndarray) -> np.ndarray:
+    """Gamma-encode linear RGB in [0, 1] to uint8 (what a frame camera / the RGB teacher sees)."""
+    return np.rint(np.clip(linear, 0.0, 1.0) ** (1 / 2.2) * 255).astype(np.uint8)
+
+
+def generate_sequence(seed: int, num_frames: int = 20, frame_rate_hz: float = 20.0, height: int = 260,
+                      width: int = 346, subframes_per_frame: int = 20, contrast_threshold: float = 0.2,
+                      threshold_sigma: float = 0.03, noise_rate_hz: float = 0.0, warmup_us: float = 60_000.0,
+                      max_depth: float = 100.0, threads: int | None = None) -> dict[str, Any]:
+    """One sequence: `events` (dict x, y, t, p), `frame_timestamps_us` (N,), `rgb` (N, H, W, 3) uint8,
+    `depth` (N, H, W) float32 metres (0 = sky / beyond max_depth) and `intrinsics` [fx, fy, cx, cy].
+
+    Sub-frames are rendered by `threads` threads (default: up to 2); the result does not depend on it.
+    """
+    trajectory_seq, scene_seq, esim_seq = np.random.SeedSequence(seed).spawn(3)
+    trajectory = Trajectory.random(np.random.default_rng(trajectory_seq))
+    step_us = 1e6 / (frame_rate_hz * subframes_per_frame)
+    first = math.ceil(warmup_us / step_us - 1e-9)
+    last = first + (num_frames - 1) * subframes_per_frame
+    path_length = trajectory.speed * last * step_us * 1e-6
+    scene_seed = int(scene_seq.generate_state(1)[0])
+    scene = make_scene(scene_seed, path_length, trajectory.corridor_half_width, max_depth)
+    camera = Camera.davis(height, width)
+    renderer = Renderer(scene, camera)
+    rgb = np.empty((num_frames, height, width, 3), np.uint8)
+    depth = np.empty((num_frames, height, width), np.float32)
+    simulator, chunks = None, []
+    threads = min(2, os.cpu_count() or 1) if threads is None else threads
+
+    def render(k: int) -> tuple[np.ndarray, np.ndarray, bool]:
+        is_frame = k >= first and (k - first) % subframes_per_frame == 0
+        return *renderer.render(*trajectory.pose(k * step_us * 1e-6), rgb=is_frame), is_frame
+
+    with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
+        rendered = _ordered_map(render, ((k,) for k in range(last + 1)), pool, 2 * threads)
+        for k, (image, frame_depth, is_frame) in enumerate(rendered):
+            log = log_intensity(luminance(image) if is_frame else image)
+            if simulator is None:
+                simulator = EventSimulator(log, 0.0, contrast_threshold, threshold_sigma, noise_rate_hz,
+                                           int(esim_seq.generate_state(1)[0]))
+            else:
+                chunks.append(simulator.step(log, k * step_us))
+            if is_frame:
+                frame = (k - first) // subframes_per_frame
+                rgb[frame], depth[frame] = to_srgb8(image), frame_depth
+    frame_ts = np.rint((first + subframes_per_frame * np.arange(num_frames)) * step_us).astype(np.int64)
+    return {
+        "events": concatenate_events(chunks),
+        "frame_timestamps_us": frame_ts,
+        "rgb": rgb,
+        "depth": depth,
+        "intrinsics": np.array([camera.fx, camera.fy, camera.cx, camera.cy], np.float32),
+    }
+
+
+def sequence_seed(seed: int, split: str, index: int) -> int:
+    """Seed of sequence `index` of `split`, derived from the dataset seed (distinct scenes per split)."""
+    return int(np.random.SeedSequence([seed, zlib.crc32(split.encode()), index]).generate_state(1)[0])
+
+
+def generate_dataset(seed: int = 0, splits: Mapping[str, int] | None = None, frames_per_sequence: int = 100,
+                     workers: int | None = None,
+                     **sequence_kwargs: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
+    """Yield (split, name, sequence) in a fixed order, e.g. ("train", "synth_train_000", {...}).
+
+    `workers` sequences (default: up to 2) are generated concurrently in threads (numpy releases the GIL;
+    threads need no __main__ guard and are safe next to JAX), at most one per worker ahead of the consumer.
+    The output does not depend on `workers`.
+    """
+    jobs = [(split, f"synth_{split}_{i:03d}", sequence_seed(seed, split, i))
+            for split, count in (DEFAULT_SPLITS if splits is None else splits).items() for i in range(count)]
+    workers = min(2, os.cpu_count() or 1) if workers is None else workers
+    if workers > 1:
+        sequence_kwargs.setdefault("threads", 1)
+    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+        make = functools.partial(generate_sequence, num_frames=frames_per_sequence, **sequence_kwargs)
+        sequences = _ordered_map(make, ((job_seed,) for _, _, job_seed in jobs), pool, workers)
+        for (split, name, _), sequence in zip(jobs, sequences, strict=True):
+            yield split, name, sequence
