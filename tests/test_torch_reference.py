@@ -11,7 +11,8 @@ import torch
 
 from tests.torch_reference import DepthAnythingV2, infer, interpolate_pos_embed, make_model, target_size
 
-KEYS_MD = Path("/work/shared/reference/state_dict_keys.md")
+# shared/ sits beside the repository (in development and in CI).
+KEYS_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state_dict_keys.md"
 ROW = re.compile(r"^\| (\d+) \| `([^`]+)` \| \(([\d, ]*)\) \|$")
 
 # (DAv2 tensors, DAv2 params, RecDAv2 tensors, RecDAv2 params), from state_dict_keys.md section 4.
