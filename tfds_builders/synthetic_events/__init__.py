@@ -1,0 +1,1 @@
+"""TFDS builder of the procedural synthetic event world (no download)."""
