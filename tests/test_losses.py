@@ -1,0 +1,144 @@
+"""Losses against direct PyTorch computations written from the reference's definitions (boolean indexing,
+per-image loops, torch autograd), on random maps with random masks, empty masks included."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+F = torch.nn.functional
+
+from dae_jax.train import losses  # noqa: E402
+
+
+def ref_reduction(image_loss, divisor, reduction):
+    if reduction == "batch":
+        return image_loss.sum() / divisor.sum() if divisor.sum() != 0 else torch.tensor(0.0, dtype=image_loss.dtype)
+    out = image_loss.clone()
+    nz = divisor != 0
+    out[nz] = out[nz] / divisor[nz]
+    return out.mean()
+
+
+def ref_scale_shift(p, t, m):
+    scales, shifts = [], []
+    for i in range(p.shape[0]):
+        pi, ti = p[i][m[i]], t[i][m[i]]
+        a00, a01, a11 = (pi * pi).sum(), pi.sum(), torch.tensor(float(pi.numel()), dtype=p.dtype)
+        b0, b1 = (pi * ti).sum(), ti.sum()
+        det = a00 * a11 - a01 * a01
+        ok = det != 0
+        scales.append((a11 * b0 - a01 * b1) / det if ok else torch.zeros((), dtype=p.dtype))
+        shifts.append((a00 * b1 - a01 * b0) / det if ok else torch.zeros((), dtype=p.dtype))
+    return torch.stack(scales), torch.stack(shifts)
+
+
+def ref_mse(p, t, m, reduction):
+    mf = m.to(p.dtype)
+    return ref_reduction(((p - t) ** 2 * mf).sum((1, 2)), 2 * mf.sum((1, 2)), reduction)
+
+
+def ref_grad(p, t, m, reduction, scales=4):
+    total = 0.0
+    for s in range(scales):
+        k = 2**s
+        ps, ts, ms = p[:, ::k, ::k], t[:, ::k, ::k], m[:, ::k, ::k].to(p.dtype)
+        d = (ps - ts) * ms
+        gx = (d[:, :, 1:] - d[:, :, :-1]).abs() * ms[:, :, 1:] * ms[:, :, :-1]
+        gy = (d[:, 1:] - d[:, :-1]).abs() * ms[:, 1:] * ms[:, :-1]
+        total = total + ref_reduction(gx.sum((1, 2)) + gy.sum((1, 2)), ms.sum((1, 2)), reduction)
+    return total
+
+
+def ref_ssi(p, t, m, reduction, alpha=0.5):
+    s, b = ref_scale_shift(p, t, m)
+    aligned = s[:, None, None] * p + b[:, None, None]
+    return ref_mse(aligned, t, m, reduction) + alpha * ref_grad(aligned, t, m, reduction)
+
+
+def ref_silog(p, t, m, lambd=0.5, logs=True):
+    a, b = (torch.log(t[m] + 1e-6), torch.log(p[m] + 1e-6)) if logs else (t[m], p[m])
+    keep = ~(torch.isinf(a) | torch.isinf(b))
+    d = a[keep] - b[keep]
+    return torch.sqrt(torch.var(d) + lambd * d.mean() ** 2)
+
+
+def ref_msg(p, t, m, start=1, num=4):
+    sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=p.dtype) / 8
+    kernel = torch.stack([sobel, sobel.T])[:, None]
+    diff = (p - t)[:, None]
+    total = 0.0
+    for s in range(num):
+        k = start * 2**s
+        pooled = F.avg_pool2d(diff, k, k)
+        g = F.conv2d(F.pad(pooled, (1, 1, 1, 1), mode="replicate"), kernel)[:, :, None]  # (B, 1, 2, h, w)
+        g = g.transpose(1, 2).reshape(p.shape[0], 1, 2, *pooled.shape[-2:])
+        mask = F.interpolate(m[:, None].to(p.dtype), pooled.shape[-2:], mode="nearest").bool()[:, :, None]
+        valid = ~torch.isnan(g) & mask
+        total = total + g[valid].abs().sum() / valid.sum() * p.shape[0] * 2
+    return total / num
+
+
+@pytest.fixture(autouse=True)
+def float64():
+    """The comparisons are at float64 precision; x64 is switched on for these tests only."""
+    with jax.enable_x64(True):
+        yield
+
+
+@pytest.fixture(params=[0, 1, 2])
+def maps(request):
+    rng = np.random.default_rng(request.param)
+    b, h, w = 3, 37, 52
+    p = rng.uniform(0.1, 2.0, (b, h, w))
+    t = 0.7 * p + 0.3 + rng.normal(0, 0.1, (b, h, w))
+    t[rng.uniform(size=t.shape) < 0.05] = 0.0  # some zero targets: log(1e-6) stays finite
+    m = rng.uniform(size=(b, h, w)) < 0.7
+    if request.param == 2:
+        m[1] = False  # an image with an empty mask
+    return p, t, m
+
+
+@pytest.mark.parametrize("reduction", ["batch", "image"])
+def test_ssi_mse_gradient_match_reference(maps, reduction):
+    p, t, m = maps
+    tp, tt, tm = (torch.tensor(a) for a in (p, t, m))
+    jp, jt, jm = (jnp.asarray(a) for a in (p, t, m))
+    s, b = losses.scale_and_shift(jp, jt, jm)
+    rs, rb = ref_scale_shift(tp, tt, tm)
+    np.testing.assert_allclose(s, rs.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(b, rb.numpy(), rtol=1e-9, atol=1e-12)
+    np.testing.assert_allclose(losses.midas_mse(jp, jt, jm, reduction), ref_mse(tp, tt, tm, reduction), rtol=1e-10)
+    np.testing.assert_allclose(losses.gradient_loss(jp, jt, jm, 4, reduction), ref_grad(tp, tt, tm, reduction),
+                               rtol=1e-10)
+    # The loss and its gradient (the fit is not detached) against torch autograd.
+    tp.requires_grad_(True)
+    expected = ref_ssi(tp, tt, tm, reduction)
+    expected.backward()
+    value, grad = jax.value_and_grad(lambda x: losses.ssi_loss(x, jt, jm, 0.5, 4, reduction))(jp)
+    np.testing.assert_allclose(value, expected.item(), rtol=1e-10)
+    np.testing.assert_allclose(grad, tp.grad.numpy(), rtol=1e-7, atol=1e-12)
+
+
+def test_silog_si_and_multiscale_gradient_match_reference(maps):
+    p, t, m = maps
+    tp, tt, tm = (torch.tensor(a) for a in (p, t, m))
+    jp, jt, jm = (jnp.asarray(a) for a in (p, t, m))
+    np.testing.assert_allclose(losses.silog_loss(jp, jt, jm), ref_silog(tp, tt, tm).item(), rtol=1e-10)
+    np.testing.assert_allclose(losses.si_loss(jp, jt, jm), ref_silog(tp, tt, tm, logs=False).item(), rtol=1e-10)
+    for start, num in [(1, 4), (2, 3)]:
+        np.testing.assert_allclose(losses.multiscale_gradient_loss(jp, jt, jm, start, num),
+                                   ref_msg(tp, tt, tm, start, num).item(), rtol=1e-10)
+
+
+def test_empty_masks_and_bad_reduction():
+    z = jnp.ones((2, 8, 8))
+    none = jnp.zeros((2, 8, 8), bool)
+    assert float(losses.ssi_loss(z, z * 2, none)) == 0.0
+    assert float(losses.midas_mse(z, z * 2, none, "image")) == 0.0
+    with pytest.raises(ValueError, match="reduction must be one of"):
+        losses.midas_mse(z, z, none, "pixel")
+    assert jnp.isfinite(jax.jit(losses.ssi_loss)(z, z, ~none))
