@@ -78,7 +78,7 @@ def test_generated_frames_depth_range_and_sky(sequence):
 
 
 def test_generation_is_deterministic(sequence):
-    again = generate_sequence(7, num_frames=3, threads=1, **SMALL)
+    again = generate_sequence(7, num_frames=3, **SMALL)
     other = generate_sequence(8, num_frames=3, **SMALL)
     for key in ("rgb", "depth", "frame_timestamps_us"):
         np.testing.assert_array_equal(sequence[key], again[key])

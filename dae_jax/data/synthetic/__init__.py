@@ -2,7 +2,7 @@
 
 from .esim import EventSimulator, concatenate_events, log_intensity, simulate_events
 from .generate import generate_dataset, generate_sequence, sequence_seed, to_srgb8
-from .render import Camera, Renderer, Trajectory, luminance, render
+from .render import Camera, Renderer, Trajectory, luminance, render_frame
 from .scene import Box, Ground, Scene, Sphere, Texture, make_scene
 
 __all__ = [
@@ -21,7 +21,7 @@ __all__ = [
     "log_intensity",
     "luminance",
     "make_scene",
-    "render",
+    "render_frame",
     "sequence_seed",
     "simulate_events",
     "to_srgb8",

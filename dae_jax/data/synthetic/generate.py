@@ -8,13 +8,16 @@ frame (the first included) has at least `warmup_us` of events before it. Luminan
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import ctypes.util
 import functools
 import math
+import multiprocessing
 import os
 import zlib
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from concurrent.futures import Executor, Future, ThreadPoolExecutor
+from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -24,21 +27,36 @@ from .render import Camera, Renderer, Trajectory, luminance
 from .scene import make_scene
 
 DEFAULT_SPLITS = {"train": 8, "test": 2}
+_M_TOP_PAD = -2
 
 
 def _ordered_map(fn: Callable[..., Any], args: Iterable[tuple], executor: Executor | None,
                  ahead: int) -> Iterator[Any]:
-    """fn(*a) for each a, in order; with an executor, at most `ahead` calls run ahead of the consumer."""
+    """fn(*a) for each a, in order; with an executor, at most `ahead` calls run ahead of the consumer
+    (queued calls are cancelled if the consumer stops early)."""
     if executor is None:
         yield from (fn(*a) for a in args)
         return
     pending: deque[Future] = deque()
-    for a in args:
-        pending.append(executor.submit(fn, *a))
-        if len(pending) > ahead:
+    try:
+        for a in args:
+            pending.append(executor.submit(fn, *a))
+            if len(pending) > ahead:
+                yield pending.popleft().result()
+        while pending:
             yield pending.popleft().result()
-    while pending:
-        yield pending.popleft().result()
+    finally:
+        for future in pending:
+            future.cancel()
+
+
+def _pad_heap() -> None:
+    """Worker initializer: glibc's M_TOP_PAD = 64 MB stops the heap being trimmed and regrown (page faults)
+    around every frame's numpy temporaries, ~1.4x faster rendering. Only in our own workers; else a no-op."""
+    try:
+        ctypes.CDLL(ctypes.util.find_library("c")).mallopt(_M_TOP_PAD, 64 << 20)
+    except (OSError, AttributeError):
+        pass
 
 
 def to_srgb8(linear: np.ndarray) -> np.ndarray:
@@ -49,11 +67,9 @@ def to_srgb8(linear: np.ndarray) -> np.ndarray:
 def generate_sequence(seed: int, num_frames: int = 20, frame_rate_hz: float = 20.0, height: int = 260,
                       width: int = 346, subframes_per_frame: int = 20, contrast_threshold: float = 0.2,
                       threshold_sigma: float = 0.03, noise_rate_hz: float = 0.0, warmup_us: float = 60_000.0,
-                      max_depth: float = 100.0, threads: int | None = None) -> dict[str, Any]:
+                      max_depth: float = 100.0) -> dict[str, Any]:
     """One sequence: `events` (dict x, y, t, p), `frame_timestamps_us` (N,), `rgb` (N, H, W, 3) uint8,
     `depth` (N, H, W) float32 metres (0 = sky / beyond max_depth) and `intrinsics` [fx, fy, cx, cy].
-
-    Sub-frames are rendered by `threads` threads (default: up to 2); the result does not depend on it.
     """
     trajectory_seq, scene_seq, esim_seq = np.random.SeedSequence(seed).spawn(3)
     trajectory = Trajectory.random(np.random.default_rng(trajectory_seq))
@@ -68,24 +84,18 @@ def generate_sequence(seed: int, num_frames: int = 20, frame_rate_hz: float = 20
     rgb = np.empty((num_frames, height, width, 3), np.uint8)
     depth = np.empty((num_frames, height, width), np.float32)
     simulator, chunks = None, []
-    threads = min(2, os.cpu_count() or 1) if threads is None else threads
-
-    def render(k: int) -> tuple[np.ndarray, np.ndarray, bool]:
-        is_frame = k >= first and (k - first) % subframes_per_frame == 0
-        return *renderer.render(*trajectory.pose(k * step_us * 1e-6), rgb=is_frame), is_frame
-
-    with ThreadPoolExecutor(threads) if threads > 1 else contextlib.nullcontext() as pool:
-        rendered = _ordered_map(render, ((k,) for k in range(last + 1)), pool, 2 * threads)
-        for k, (image, frame_depth, is_frame) in enumerate(rendered):
-            log = log_intensity(luminance(image) if is_frame else image)
-            if simulator is None:
-                simulator = EventSimulator(log, 0.0, contrast_threshold, threshold_sigma, noise_rate_hz,
-                                           int(esim_seq.generate_state(1)[0]))
-            else:
-                chunks.append(simulator.step(log, k * step_us))
-            if is_frame:
-                frame = (k - first) // subframes_per_frame
-                rgb[frame], depth[frame] = to_srgb8(image), frame_depth
+    for k in range(last + 1):
+        frame, offset = divmod(k - first, subframes_per_frame)
+        is_frame = k >= first and offset == 0
+        image, frame_depth = renderer.render(*trajectory.pose(k * step_us * 1e-6), rgb=is_frame)
+        log = log_intensity(luminance(image) if is_frame else image)
+        if simulator is None:
+            simulator = EventSimulator(log, 0.0, contrast_threshold, threshold_sigma, noise_rate_hz,
+                                       int(esim_seq.generate_state(1)[0]))
+        else:
+            chunks.append(simulator.step(log, k * step_us))
+        if is_frame:
+            rgb[frame], depth[frame] = to_srgb8(image), frame_depth
     frame_ts = np.rint((first + subframes_per_frame * np.arange(num_frames)) * step_us).astype(np.int64)
     return {
         "events": concatenate_events(chunks),
@@ -106,17 +116,18 @@ def generate_dataset(seed: int = 0, splits: Mapping[str, int] | None = None, fra
                      **sequence_kwargs: Any) -> Iterator[tuple[str, str, dict[str, Any]]]:
     """Yield (split, name, sequence) in a fixed order, e.g. ("train", "synth_train_000", {...}).
 
-    `workers` sequences (default: up to 2) are generated concurrently in threads (numpy releases the GIL;
-    threads need no __main__ guard and are safe next to JAX), at most one per worker ahead of the consumer.
-    The output does not depend on `workers`.
+    With workers > 1 (default: up to 2) sequences are generated in spawned processes (safe next to JAX, and
+    with a faster heap setting, see _pad_heap), at most one per worker ahead of the consumer, so a calling
+    script needs the usual `if __name__ == "__main__":` guard. The output does not depend on `workers`.
     """
     jobs = [(split, f"synth_{split}_{i:03d}", sequence_seed(seed, split, i))
             for split, count in (DEFAULT_SPLITS if splits is None else splits).items() for i in range(count)]
     workers = min(2, os.cpu_count() or 1) if workers is None else workers
-    if workers > 1:
-        sequence_kwargs.setdefault("threads", 1)
-    with ThreadPoolExecutor(workers) if workers > 1 else contextlib.nullcontext() as pool:
+    context = multiprocessing.get_context("spawn")
+    pool = (ProcessPoolExecutor(workers, mp_context=context, initializer=_pad_heap) if workers > 1
+            else contextlib.nullcontext())
+    with pool as executor:
         make = functools.partial(generate_sequence, num_frames=frames_per_sequence, **sequence_kwargs)
-        sequences = _ordered_map(make, ((job_seed,) for _, _, job_seed in jobs), pool, workers)
+        sequences = _ordered_map(make, ((job_seed,) for _, _, job_seed in jobs), executor, workers)
         for (split, name, _), sequence in zip(jobs, sequences, strict=True):
             yield split, name, sequence

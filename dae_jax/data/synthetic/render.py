@@ -392,6 +392,7 @@ class Renderer:
         return image, depth
 
 
-def render(scene: Scene, camera: Camera, trajectory: Trajectory, t: float) -> tuple[np.ndarray, np.ndarray]:
+def render_frame(scene: Scene, camera: Camera, trajectory: Trajectory,
+                 t: float) -> tuple[np.ndarray, np.ndarray]:
     """One-off render of linear RGB (H, W, 3) and z-depth (H, W, 0 = sky) at time t seconds."""
     return Renderer(scene, camera).render(*trajectory.pose(t))
