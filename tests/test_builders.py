@@ -62,3 +62,87 @@ def test_storage_report_and_cli_errors(synthetic, tmp_path, capsys):
     assert "unknown config 'nope'" in capsys.readouterr().err
     with pytest.raises(ValueError, match="unknown dataset 'kitti'"):
         builder_class("kitti")
+
+
+def _records(builder, split):
+    source = builder.as_data_source(split=split)
+    return [source[i] for i in range(len(source))]
+
+
+@pytest.fixture(scope="module")
+def real_roots(tmp_path_factory):
+    """Miniature MVSEC and DSEC releases in their real layouts (every sequence of the splits built)."""
+    from dae_jax.data.readers import dsec, mvsec
+    from tests.fixtures_real_formats import write_dsec_sequence, write_mvsec_sequence
+
+    mroot = tmp_path_factory.mktemp("mvsec_release")
+    for i, rel in enumerate(p for split in mvsec.SPLITS.values() for p in split):
+        rgb = "davis_left_sync" if rel.startswith("test/") else "davis"
+        write_mvsec_sequence(mroot / rel, rgb_folder=rgb, seed=i)
+    droot = tmp_path_factory.mktemp("dsec_release")
+    for i, name in enumerate(dsec.VALIDATION_FRAMES):
+        write_dsec_sequence(droot / "train" / name, num_disparity=3, num_events=4000, image_folders={}, seed=i)
+    return mroot, droot
+
+
+def test_mvsec_builder_from_release_layout(real_roots, tmp_path):
+    from dae_jax.data.readers import mvsec
+    from dae_jax.events import tencode_from_voxels
+    from tfds_builders.common import EventBuilderConfig
+
+    mroot, _ = real_roots
+    built = {fmt: build("mvsec", EventBuilderConfig(name=f"t_{fmt}", event_format=fmt, splits=("test",)),
+                        str(tmp_path), str(mroot)) for fmt in ("voxels", "tencode")}
+    meta = built["tencode"].info.metadata
+    assert (meta["height"], meta["width"]) == (260, 346)
+    expected = [ex for p in mvsec.list_sequences(mroot, "test") for ex in mvsec.read_sequence(p)]
+    assert [[n, c] for n, c in meta["sequences"]["test"]] == [
+        [mvsec.sequence_name(p), mvsec.num_frames(p)] for p in mvsec.list_sequences(mroot, "test")]
+    voxels, tencoded = _records(built["voxels"], "test"), _records(built["tencode"], "test")
+    assert len(voxels) == len(tencoded) == len(expected) == 24  # 4 test sequences x 6 frames
+    for ex, v, t in zip(expected, voxels, tencoded, strict=True):
+        assert v["sequence"].decode() == ex["sequence"] and v["timestamp_us"] == ex["timestamp_us"]
+        np.testing.assert_array_equal(v["encoding"], ex["voxels"])
+        np.testing.assert_array_equal(t["encoding"], tencode_from_voxels(ex["voxels"]))
+        np.testing.assert_array_equal(t["depth"], ex["depth"])
+        np.testing.assert_array_equal(t["rgb"], ex["rgb"])
+
+
+def test_dsec_builder_from_release_layout(real_roots, tmp_path):
+    from dae_jax.data.readers import dsec
+    from tfds_builders.common import EventBuilderConfig
+
+    _, droot = real_roots
+    configs = {fmt: EventBuilderConfig(name=f"val_{fmt}", event_format=fmt, splits=("validation",))
+               for fmt in ("events", "tencode")}
+    built = {fmt: build("dsec", c, str(tmp_path), str(droot)) for fmt, c in configs.items()}
+    expected = [ex for p in dsec.list_sequences(droot, "validation") for ex in dsec.read_sequence(p)]
+    raw, enc = _records(built["events"], "validation"), _records(built["tencode"], "validation")
+    assert len(raw) == len(enc) == len(expected) == 20  # 10 sequences x (3 disparity maps - the first)
+    for ex, r, e in zip(expected, raw, enc, strict=True):
+        assert r["frame_index"] == ex["frame_index"] and r["timestamp_us"] == ex["timestamp_us"]
+        for k in "xytp":
+            np.testing.assert_array_equal(r["events"][k], ex["events"][k])
+        np.testing.assert_array_equal(r["depth"], ex["depth"])
+        assert r["rgb"].shape == (0, 0, 3)
+        ev = ex["events"]
+        np.testing.assert_array_equal(e["encoding"], tencode(ev["x"], ev["y"], ev["p"], ev["t"], 320, 640))
+    sizes = {fmt: bytes_per_example(b)["validation"] for fmt, b in built.items()}
+    assert sizes["events"] > 0 and sizes["tencode"] > 0
+
+
+def test_builder_input_errors(tmp_path):
+    from dae_jax.data.readers import MissingDataError
+    from tfds_builders.common import EventBuilderConfig
+
+    with pytest.raises(FileNotFoundError, match="nowhere' is not a directory with the release"):
+        build("dsec", EventBuilderConfig(name="v", event_format="events", splits=("validation",)), str(tmp_path),
+              str(tmp_path / "nowhere"))
+    empty = tmp_path / "empty_release"
+    (empty / "train").mkdir(parents=True)
+    with pytest.raises(MissingDataError, match="empty_release"):
+        build("dsec", EventBuilderConfig(name="w", event_format="events", splits=("validation",)), str(tmp_path),
+              str(empty))
+    with pytest.raises(ValueError, match=r"asks for splits \['testing'\]"):
+        build("mvsec", EventBuilderConfig(name="x", event_format="tencode", splits=("testing",)), str(tmp_path),
+              str(tmp_path))

@@ -20,6 +20,13 @@ def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
 def build(name: str, config, data_dir: str, manual_dir: str | None = None) -> tfds.core.DatasetBuilder:
     """Prepare a dataset as array_record under data_dir; `config` is a config name or a BuilderConfig."""
     cls = builder_class(name)
+    instructions = getattr(cls, "MANUAL_DOWNLOAD_INSTRUCTIONS", None)
+    if instructions and not (manual_dir and os.path.isdir(manual_dir) and os.listdir(manual_dir)):
+        raise FileNotFoundError(
+            f"{name} needs the downloaded release in --manual_dir, and {manual_dir!r} is not a directory with "
+            "the release in it.\n"
+            + instructions
+        )
     builder = cls(config=config, data_dir=data_dir, file_format="array_record")
     download_config = tfds.download.DownloadConfig(manual_dir=os.path.abspath(manual_dir) if manual_dir else None)
     builder.download_and_prepare(download_config=download_config)

@@ -8,15 +8,17 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
-from dae_jax.data.schema import EMPTY_DEPTH, EMPTY_RGB
-from dae_jax.events import tencode
+from dae_jax.data.schema import EMPTY_DEPTH, EMPTY_RGB, dataset_metadata, example_features
+from dae_jax.events import tencode, tencode_from_voxels
 
 
 @dataclasses.dataclass
 class EventBuilderConfig(tfds.core.BuilderConfig):
-    """`event_format`: 'events' stores the raw window (x, y, t, p); 'tencode' stores the (3, H, W) encoding."""
+    """`event_format`: 'events' stores the raw window (x, y, t, p); 'tencode' the (3, H, W) encoding; 'voxels'
+    the release's voxel grids. `splits` restricts which splits are built (empty: all of them)."""
 
     event_format: str = "events"
+    splits: tuple[str, ...] = ()
 
 
 def format_configs(description: str) -> list[EventBuilderConfig]:
@@ -27,6 +29,52 @@ def format_configs(description: str) -> list[EventBuilderConfig]:
         EventBuilderConfig(name="tencode", event_format="tencode",
                            description=f"{description}; the window precomputed as a (3, H, W) Tencode image."),
     ]
+
+
+class ReaderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
+    """A builder over a format reader of `dae_jax.data.readers`: one record per frame, in sequence order.
+
+    Subclasses set READER (the module), SPLITS (TFDS split -> reader split), HEIGHT/WIDTH (after the crop),
+    and optionally NAME_OF (sequence path -> name) and READ_KWARGS. Every file of the selected splits is
+    checked by the reader before anything is written.
+    """
+
+    READER: Any = None
+    SPLITS: dict[str, str] = {}
+    HEIGHT = WIDTH = 0
+    READ_KWARGS: dict[str, Any] = {}
+
+    @staticmethod
+    def NAME_OF(path) -> str:  # noqa: N802 (a class-level hook)
+        return path.name
+
+    def _info(self) -> tfds.core.DatasetInfo:
+        fmt = self.builder_config.event_format
+        return self.dataset_info_from_configs(
+            features=example_features(fmt, 5 if fmt == "voxels" else 3),
+            disable_shuffling=True,
+            metadata=tfds.core.MetadataDict(),
+        )
+
+    def _split_generators(self, dl_manager):
+        config, root = self.builder_config, str(dl_manager.manual_dir)
+        unknown = sorted(set(config.splits) - set(self.SPLITS))
+        if unknown:
+            raise ValueError(f"config {config.name!r} asks for splits {unknown}; known: {sorted(self.SPLITS)}")
+        splits = {k: v for k, v in self.SPLITS.items() if not config.splits or k in config.splits}
+        paths = {split: self.READER.list_sequences(root, rs) for split, rs in splits.items()}
+        names = {split: [(self.NAME_OF(p), self.READER.num_frames(p)) for p in seqs] for split, seqs in paths.items()}
+        self.info.metadata.update(dataset_metadata(names, self.HEIGHT, self.WIDTH, config.event_format))
+        return {split: self._generate_examples(seqs) for split, seqs in paths.items()}
+
+    def _generate_examples(self, paths):
+        fmt = self.builder_config.event_format
+        for path in paths:
+            for ex in self.READER.read_sequence(path, **self.READ_KWARGS):
+                yield f"{ex['sequence']}/{ex['frame_index']:06d}", frame_example(
+                    fmt, ex["sequence"], ex["frame_index"], ex["timestamp_us"], self.HEIGHT, self.WIDTH,
+                    events=ex.get("events"), voxels=ex.get("voxels"), rgb=ex.get("rgb"), depth=ex.get("depth"),
+                )
 
 
 def frame_example(
@@ -51,10 +99,10 @@ def frame_example(
             "t": np.asarray(events["t"], np.int64),
             "p": np.asarray(events["p"], np.uint8),
         }
+    elif event_format == "voxels":
+        example["encoding"] = np.asarray(voxels, np.float32)
     elif events is not None:
         example["encoding"] = tencode(events["x"], events["y"], events["p"], events["t"], height, width)
     else:
-        from dae_jax.events import tencode_from_voxels
-
         example["encoding"] = tencode_from_voxels(voxels)
     return example

@@ -1,0 +1,1 @@
+"""TFDS builder of MVSEC as released processed by E2Depth."""
