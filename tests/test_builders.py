@@ -146,3 +146,25 @@ def test_builder_input_errors(tmp_path):
     with pytest.raises(ValueError, match=r"asks for splits \['testing'\]"):
         build("mvsec", EventBuilderConfig(name="x", event_format="tencode", splits=("testing",)), str(tmp_path),
               str(tmp_path))
+
+
+def test_eventscape_builder_from_release_layout(tmp_path):
+    from dae_jax.data.readers import eventscape
+    from tests.fixtures_eventscape import write_root
+
+    root = tmp_path / "release"
+    write_root(root)
+    built = build("eventscape", "tencode", str(tmp_path / "data"), str(root))
+    meta = built.info.metadata
+    assert (meta["height"], meta["width"]) == (256, 512)
+    assert [n for n, _ in meta["sequences"]["train"]] == [
+        "Town01/sequence_2", "Town01/sequence_10", "Town02/sequence_0", "Town03/sequence_5"]
+    for split, reader_split in (("train", "train"), ("validation", "val"), ("test", "test")):
+        expected = [ex for p in eventscape.list_sequences(root, reader_split) for ex in eventscape.read_sequence(p)]
+        got = _records(built, split)
+        assert len(got) == len(expected) > 0
+        for ex, rec in zip(expected, got, strict=True):
+            ev = ex["events"]
+            np.testing.assert_array_equal(rec["encoding"], tencode(ev["x"], ev["y"], ev["p"], ev["t"], 256, 512))
+            np.testing.assert_array_equal(rec["depth"], ex["depth"])
+            np.testing.assert_array_equal(rec["rgb"], ex["rgb"])
