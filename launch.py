@@ -1,29 +1,56 @@
-"""Entry point: python launch.py --config=configs/X.py --workdir=DIR --mode=export|predict [--config.key=value].
+"""Entry point: python launch.py --config=configs/X.py --workdir=DIR --mode=train|export|predict [--config.k=v].
 
+train   trains (distillation, supervised or fine-tuning, as the config says); resumes from <workdir>/checkpoints.
 export  writes the weights of `config.checkpoint` as an official-layout PyTorch checkpoint.
 predict runs the model on a folder of inputs and writes depth maps and pictures to <workdir>/predictions.
+
+On a multi-host platform (a TPU pod, or --coordinator_address for local processes) it first calls
+jax.distributed.initialize(); only process 0 writes logs, summaries and the resolved config.
 """
 
 from __future__ import annotations
 
 import json
+import logging as pylogging
 import os
 
 import jax
 from absl import app, flags, logging
 from ml_collections import config_flags
 
-from dae_jax.convert import export_torch_checkpoint, load_params
-from dae_jax.predict import predict_files
-
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
-flags.DEFINE_string("workdir", None, "Directory for outputs (created if needed).")
-flags.DEFINE_enum("mode", None, ["export", "predict"], "What to run.")
+flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs (created if needed).")
+flags.DEFINE_enum("mode", None, ["train", "export", "predict"], "What to run.")
+flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs without a "
+                    "cluster environment (e.g. two local processes); TPU pods are detected automatically.")
+flags.DEFINE_integer("num_processes", None, "With --coordinator_address: the number of processes.")
+flags.DEFINE_integer("process_id", None, "With --coordinator_address: this process's index.")
 flags.mark_flags_as_required(["config", "workdir", "mode"])
 FLAGS = flags.FLAGS
 
+# Environment variables by which a multi-host TPU VM or a SLURM job announces itself.
+_CLUSTER_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS", "SLURM_JOB_NUM_NODES")
+
+
+def _initialize_distributed() -> None:
+    if FLAGS.coordinator_address:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
+    elif any("," in os.environ.get(k, "") or os.environ.get(k, "1") not in ("", "1") for k in _CLUSTER_ENV):
+        jax.distributed.initialize()
+
+
+class _QuietLibraries(pylogging.Filter):
+    """Drop INFO chatter of Orbax and grain so progress lines stay readable (warnings still show)."""
+
+    def filter(self, record: pylogging.LogRecord) -> bool:
+        noisy = any(s in record.pathname for s in ("/orbax/", "/grain/", "/tensorflow_datasets/"))
+        return record.levelno >= pylogging.WARNING or not noisy
+
 
 def _params(config):
+    from dae_jax.convert import load_params
+
     if not config.checkpoint:
         raise app.UsageError("--config.checkpoint is required for this mode (a .pth, .safetensors or params file)")
     return load_params(config.checkpoint, config.model.to_dict())
@@ -32,18 +59,30 @@ def _params(config):
 def main(argv: list[str]) -> None:
     """Resolve the config, save it into the workdir, and run the chosen mode."""
     del argv
+    _initialize_distributed()
+    pylogging.getLogger("absl").addFilter(_QuietLibraries())
+    if jax.process_index() != 0:
+        logging.set_verbosity(logging.WARNING)
     config, workdir = FLAGS.config, FLAGS.workdir
     os.makedirs(workdir, exist_ok=True)
     if jax.process_index() == 0:
         with open(os.path.join(workdir, f"config_{FLAGS.mode}.json"), "w") as f:
             json.dump(config.to_dict(), f, indent=2)
-    if FLAGS.mode == "export":
+    if FLAGS.mode == "train":
+        from dae_jax.train.loop import train
+
+        train(config, workdir)
+    elif FLAGS.mode == "export":
+        from dae_jax.convert import export_torch_checkpoint
+
         params, model_config = _params(config)
         path = config.export.path or os.path.join(workdir, "export", "model.pth")
         trainer = {k: config.export[k] for k in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")}
         export_torch_checkpoint(path, params, model_config, trainer=trainer, plain=config.export.plain)
         logging.info("wrote %s", path)
     elif FLAGS.mode == "predict":
+        from dae_jax.predict import predict_files
+
         if not config.predict.input:
             raise app.UsageError("--config.predict.input is required for --mode=predict")
         params, model_config = _params(config)

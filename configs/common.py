@@ -1,4 +1,7 @@
-"""Shared defaults of every config: the model block, the weights to start from, export and prediction."""
+"""Shared defaults of every config: student, teacher, data, objective, loss, optimiser, training, export.
+
+Every other config starts from `get_config()` here and changes what differs; the code has no other defaults.
+"""
 
 from __future__ import annotations
 
@@ -6,18 +9,46 @@ import ml_collections
 
 
 def get_config() -> ml_collections.ConfigDict:
-    """Defaults: a DepthAnyEvent DAv2-vits student with the released MVSEC test settings."""
+    """Defaults: a DepthAnyEvent DAv2-vits student with the released MVSEC test settings, distilled from DAv2-vitl."""
     c = ml_collections.ConfigDict()
-    # The reference's `model` block (the keys of its JSON configs); `official` selects the DAv2 teacher.
+    # The student, as the reference's `model` block; `official: True` selects official DAv2 semantics.
     c.model = ml_collections.ConfigDict(dict(
         model_type="DAv2", encoder="vits", activation="softplus", scale_factor=1.0, inv_prediction=True,
         input_size_width=350, input_size_height=266, input_channels=3, official=False,
     ))
-    # Weights to start from: .pth / .safetensors (converted on the fly), .msgpack or a dae_jax params directory.
+    # Weights to start the student from: an official DAv2 .pth (the recurrent layers of DepthAnyEvent-R then
+    # keep their fresh init), an exported .pth/.safetensors, or dae_jax params. Also what export/predict read.
     c.checkpoint = ""
+    # What the student reads: 'events' (the event encoding) or 'rgb' (to train a frame model, e.g. a teacher).
+    c.input = "events"
+    # 'distill': labels from the frozen teacher on the aligned RGB frames; 'supervised': ground-truth depth.
+    c.objective = "distill"
+    c.teacher = ml_collections.ConfigDict(dict(
+        model=dict(model_type="DAv2", encoder="vitl", official=True, input_size_width=518, input_size_height=518),
+        checkpoint="",  # depth_anything_v2_vitl.pth, or dae_jax params of a teacher trained here
+    ))
+    # The input pipeline (dae_jax.data.pipeline.InputConfig); batch_size is GLOBAL (over all hosts/devices).
+    c.data = ml_collections.ConfigDict(dict(
+        dataset_dir="", split="train", batch_size=8, clip_length=1, clip_step=None, crop=(256, 320),
+        random_crop=True, hflip=True, representation=dict(name="tencode"), shuffle=True, seed=0,
+        num_epochs=None, worker_count=0, read_threads=2, drop_remainder=True,
+    ))
+    # Loss and label space (see dae_jax/train/step.py and the README for the reasoning).
+    c.loss = ml_collections.ConfigDict(dict(
+        label_space="logdepth", si_lambda=0.0, gradient_weight=0.5, gradient_scales=4, ssi_alpha=0.5,
+        reg_factor=3.70378, clip_distance=80.0,
+    ))
+    c.optim = ml_collections.ConfigDict(dict(
+        lr=5e-5, encoder_lr=5e-6, weight_decay=0.01, b1=0.9, b2=0.999, warmup_steps=500, schedule="cosine",
+        final_lr_fraction=0.0, grad_clip=1.0, freeze_encoder=False,
+    ))
+    c.train = ml_collections.ConfigDict(dict(
+        num_steps=20_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3, seed=0, dtype="float32",
+        remat=False,
+    ))
     # --mode=export: where to write (default <workdir>/export/model.pth) and the evaluation flags stored with it.
     c.export = ml_collections.ConfigDict(dict(
-        path="", plain=False, use_logdepth=False, use_scaleshift=False, reg_factor=3.70378, clip_distance=80.0,
+        path="", plain=False, use_logdepth=True, use_scaleshift=False, reg_factor=3.70378, clip_distance=80.0,
     ))
     # --mode=predict: a folder of .npy (H, W, C) or .png inputs; pictures go to <workdir>/predictions.
     c.predict = ml_collections.ConfigDict(dict(input="", near_m=2.0, far_m=80.0))

@@ -1,0 +1,54 @@
+"""Orbax checkpoints of a run in <workdir>/checkpoints: the train state and each host's input-pipeline state.
+
+The state is saved unreplicated (host NumPy arrays), so a checkpoint restores onto any number of devices.
+Saving is asynchronous; `wait` blocks until the last save is on disk.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import grain
+import jax
+import orbax.checkpoint as ocp
+
+
+class Checkpointer:
+    """Save every `every` steps (and when forced), keep the newest `keep`, restore the latest."""
+
+    def __init__(self, workdir: str, every: int, keep: int):
+        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
+                                               enable_async_checkpointing=True, create=True)
+        self.manager = ocp.CheckpointManager(self.directory, options=options,
+                                             item_names=("state", "data"))
+
+    def save(self, step: int, state: Any, data_iterator: Any, force: bool = False) -> bool:
+        """Save at `step` if the interval says so (or `force`); returns whether a save started."""
+        args = ocp.args.Composite(state=ocp.args.StandardSave(jax.device_get(state)),
+                                  data=grain.checkpoint.CheckpointSave(data_iterator))
+        return self.manager.save(step, args=args, force=force)
+
+    def latest_step(self) -> int | None:
+        """The newest complete checkpoint's step, or None."""
+        return self.manager.latest_step()
+
+    def restore(self, state_template: Any, data_iterator: Any, step: int | None = None) -> Any:
+        """Restore the state (shaped like `state_template`) and rewind `data_iterator` in place."""
+        step = self.manager.latest_step() if step is None else step
+        if step is None:
+            raise FileNotFoundError(f"no checkpoint in {self.directory}")
+        template = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(state_template))
+        restored = self.manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(template), data=grain.checkpoint.CheckpointRestore(data_iterator)))
+        return restored["state"]
+
+    def wait(self) -> None:
+        """Block until pending asynchronous saves are written."""
+        self.manager.wait_until_finished()
+
+    def close(self) -> None:
+        """Finish pending saves and release the manager."""
+        self.manager.wait_until_finished()
+        self.manager.close()

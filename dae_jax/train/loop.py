@@ -1,0 +1,191 @@
+"""The training loop: data -> pmapped step over all devices of all hosts -> logs, summaries, checkpoints.
+
+Reads top to bottom: validate the config, build the input pipeline (each host reads its share), the student
+(and the frozen teacher for distillation), restore the latest checkpoint of the workdir if there is one, then
+step. Only process 0 writes logs, `metrics.jsonl` and TensorBoard summaries. SIGTERM (how TPU preemption
+arrives) makes every host save at the same step and return.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+from collections.abc import Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import logging
+from flax import jax_utils
+
+from dae_jax.convert import load_params
+from dae_jax.data.pipeline import InputConfig, make_loader
+from dae_jax.models import model_from_config, target_size
+from dae_jax.train.checkpoint import Checkpointer
+from dae_jax.train.state import create_train_state, init_params, load_into, make_optimizer, param_groups
+from dae_jax.train.step import LABEL_SPACES, OBJECTIVES, make_train_step
+
+DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def validate(config: Any) -> None:
+    """Refuse bad config values up front, naming the field."""
+    checks = [
+        (config.objective in OBJECTIVES, f"config.objective must be one of {OBJECTIVES}, got {config.objective!r}"),
+        (config.loss.label_space in LABEL_SPACES,
+         f"config.loss.label_space must be one of {LABEL_SPACES}, got {config.loss.label_space!r}"),
+        (config.train.dtype in DTYPES,
+         f"config.train.dtype must be one of {sorted(DTYPES)}, got {config.train.dtype!r}"),
+        (config.train.num_steps > 0, f"config.train.num_steps must be > 0, got {config.train.num_steps}"),
+        (config.optim.lr > 0 and config.optim.encoder_lr >= 0, "config.optim.lr must be > 0 and encoder_lr >= 0"),
+        (config.data.batch_size % jax.device_count() == 0,
+         f"config.data.batch_size ({config.data.batch_size}) must be a multiple of the number of devices "
+         f"({jax.device_count()})"),
+        (config.objective != "distill" or bool(config.teacher.checkpoint),
+         "config.teacher.checkpoint is required for objective 'distill'"),
+        (config.train.checkpoint_every > 0, "config.train.checkpoint_every must be > 0"),
+        (config.input in ("events", "rgb"), f"config.input must be 'events' or 'rgb', got {config.input!r}"),
+        (config.data.crop is not None, "config.data.crop must be set for training (one size per batch)"),
+    ]
+    for ok, message in checks:
+        if not ok:
+            raise ValueError(message)
+
+
+def input_config(config: Any, split: str | None = None) -> InputConfig:
+    """The host-local InputConfig of a run: the global batch divided over processes, the labels it needs."""
+    data = dict(config.data.to_dict())
+    data["batch_size"] = config.data.batch_size // jax.process_count()
+    data["load_rgb"] = config.objective == "distill" or config.input == "rgb"
+    data["load_depth"] = config.objective == "supervised"
+    if split:
+        data["split"] = split
+    return InputConfig.from_config(data)
+
+
+def shard(batch: Mapping[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """(B, ...) host arrays -> (local devices, B / devices, ...)."""
+    n = jax.local_device_count()
+    return {k: batch[k].reshape(n, -1, *batch[k].shape[1:]) for k in keys if k in batch}
+
+
+class _Preemption:
+    """Remembers a SIGTERM; `requested()` is true on every host as soon as one host got it."""
+
+    def __init__(self):
+        self.flag = False
+        self.previous = signal.signal(signal.SIGTERM, self._handle)
+
+    def _handle(self, signum, frame):
+        del signum, frame
+        self.flag = True
+
+    def requested(self) -> bool:
+        if jax.process_count() == 1:
+            return self.flag
+        from jax.experimental import multihost_utils
+
+        return bool(np.any(multihost_utils.process_allgather(np.array([self.flag]))))
+
+    def restore(self) -> None:
+        signal.signal(signal.SIGTERM, self.previous)
+
+
+def build_student(config: Any):
+    """The student model and its initial params (random, or from config.checkpoint)."""
+    student = model_from_config(config.model.to_dict(), DTYPES[config.train.dtype], config.train.remat)
+    net = target_size(*config.data.crop, student.input_width, student.input_height)
+    params = init_params(student, jax.random.PRNGKey(config.train.seed), *net)
+    if config.checkpoint:
+        params, kept = load_into(student, params, config.checkpoint)
+        logging.info("student from %s; %d tensors keep their fresh init: %s", config.checkpoint, len(kept), kept[:8])
+    return student, params
+
+
+def train(config: Any, workdir: str) -> dict[str, Any]:
+    """Train until config.train.num_steps (or a SIGTERM); returns the last logged metrics."""
+    validate(config)
+    is_chief = jax.process_index() == 0
+    os.makedirs(workdir, exist_ok=True)
+    data_cfg = input_config(config)
+    data_iter = iter(make_loader(data_cfg))
+
+    student, params = build_student(config)
+    teacher, teacher_params = None, None
+    if config.objective == "distill":
+        teacher_params, teacher_config = load_params(config.teacher.checkpoint, config.teacher.model.to_dict())
+        teacher = model_from_config(teacher_config, DTYPES[config.train.dtype])
+    num_steps = config.train.num_steps
+    optimizer = make_optimizer(config.optim, num_steps,
+                               param_groups(params, config.optim.freeze_encoder, bool(student.recurrent)))
+    state = create_train_state(params, optimizer, config.train.seed)
+    checkpointer = Checkpointer(workdir, config.train.checkpoint_every, config.train.keep_checkpoints)
+    if checkpointer.latest_step() is not None:
+        state = checkpointer.restore(state, data_iter)
+        logging.info("resumed from %s at step %d", checkpointer.directory, int(state.step))
+
+    step_fn = make_train_step(student, teacher, optimizer, config.objective, config.loss, input_key=config.input)
+    p_step = jax.pmap(step_fn, axis_name="batch", donate_argnums=(0,))
+    r_state = jax_utils.replicate(state)
+    r_teacher = jax_utils.replicate(teacher_params) if teacher is not None else None
+    keys = tuple({config.input, "rgb" if config.objective == "distill" else "depth"})
+
+    writer = _summary_writer(workdir) if is_chief else None
+    metrics_file = open(os.path.join(workdir, "metrics.jsonl"), "a") if is_chief else None  # noqa: SIM115
+    preemption = _Preemption()
+    first = step = int(state.step)
+    last: dict[str, Any] = {}
+    start = time.perf_counter()
+    try:
+        while step < num_steps:
+            r_state, metrics = p_step(r_state, shard(next(data_iter), keys), r_teacher)
+            step += 1
+            metrics = {k: float(np.asarray(v)[0]) for k, v in metrics.items()}
+            if not metrics["finite"]:
+                raise FloatingPointError(f"non-finite loss or gradient at step {step} (loss {metrics['loss']}); "
+                                         "the state was not updated; the last checkpoint is intact")
+            if metrics_file:
+                metrics_file.write(json.dumps({"step": step, "loss": metrics["loss"]}) + "\n")
+                metrics_file.flush()
+            if step % config.train.log_every == 0 or step == num_steps:
+                elapsed = time.perf_counter() - start
+                rate = (step - first) * config.data.batch_size / elapsed
+                eta = (num_steps - step) * elapsed / (step - first)
+                last = {"step": step, "loss": metrics["loss"], "grad_norm": metrics["grad_norm"],
+                        "examples_per_s": rate}
+                if is_chief:
+                    logging.info("step %d/%d  loss %.5f  grad_norm %.3f  %.2f examples/s  ETA %s", step, num_steps,
+                                 metrics["loss"], metrics["grad_norm"], rate, _hms(eta))
+                    for k, v in last.items():
+                        if k != "step":
+                            writer.add_scalar(f"train/{k}", v, step)
+            stop = preemption.requested()
+            if stop or step == num_steps:
+                checkpointer.save(step, jax_utils.unreplicate(r_state), data_iter, force=True)
+            else:
+                checkpointer.save(step, jax_utils.unreplicate(r_state), data_iter)
+            if stop:
+                logging.warning("SIGTERM: saved step %d to %s; exiting", step, checkpointer.directory)
+                break
+    finally:
+        preemption.restore()
+        checkpointer.close()
+        if metrics_file:
+            metrics_file.close()
+        if writer:
+            writer.close()
+    return last
+
+
+def _hms(seconds: float) -> str:
+    seconds = int(seconds)
+    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+
+
+def _summary_writer(workdir: str):
+    from tensorboardX import SummaryWriter
+
+    return SummaryWriter(os.path.join(workdir, "tensorboard"))

@@ -1,0 +1,120 @@
+"""Train state, optimiser (AdamW, schedules, per-group learning rates, freezing) and weight initialisation."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import flax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from dae_jax.convert import ConversionError, load_params
+from dae_jax.convert.mapping import flatten, unflatten
+from dae_jax.models import DepthAnythingV2
+
+SCHEDULES = ("cosine", "poly", "constant")
+
+
+@flax.struct.dataclass
+class TrainState:
+    """Everything a step changes: the step count, params, optimiser state and the RNG key."""
+
+    step: jnp.ndarray
+    params: Any
+    opt_state: Any
+    rng: jnp.ndarray
+
+
+def param_groups(params: Mapping, freeze_encoder: bool, recurrent: bool) -> Any:
+    """'encoder' / 'head' / 'frozen' for every parameter.
+
+    The encoder is `pretrained`; freezing it follows DepthAnyEvent: for DAv2 the encoder, for DepthAnyEvent-R
+    the encoder and the whole head except the recurrent layers (input_mapping stays trainable).
+    """
+
+    def group(path: str) -> str:
+        top = path.split("/")[0]
+        if not freeze_encoder:
+            return "encoder" if top == "pretrained" else "head"
+        if top == "pretrained":
+            return "frozen"
+        if recurrent and top == "depth_head" and not path.split("/")[1].startswith("gru_layer_"):
+            return "frozen"
+        return "head"
+
+    return unflatten({path: group(path) for path in flatten(params)})
+
+
+def learning_rate(peak: float, optim: Mapping, num_steps: int) -> optax.Schedule:
+    """Linear warm-up to `peak`, then cosine decay, polynomial (power 0.9) decay or constant."""
+    warmup = int(optim["warmup_steps"])
+    decay_steps = max(num_steps - warmup, 1)
+    kind = optim["schedule"]
+    if kind == "cosine":
+        after = optax.cosine_decay_schedule(peak, decay_steps, alpha=float(optim.get("final_lr_fraction", 0.0)))
+    elif kind == "poly":
+        after = optax.polynomial_schedule(peak, peak * float(optim.get("final_lr_fraction", 0.0)), 0.9, decay_steps)
+    elif kind == "constant":
+        after = optax.constant_schedule(peak)
+    else:
+        raise ValueError(f"config.optim.schedule must be one of {SCHEDULES}, got {kind!r}")
+    if warmup == 0:
+        return after
+    return optax.join_schedules([optax.linear_schedule(0.0, peak, warmup), after], [warmup])
+
+
+def make_optimizer(optim: Mapping, num_steps: int, groups: Any) -> optax.GradientTransformation:
+    """Gradient clipping, then AdamW with the encoder's and the head's learning rates; frozen groups get zero."""
+
+    def adamw(peak: float) -> optax.GradientTransformation:
+        return optax.adamw(learning_rate(peak, optim, num_steps), b1=float(optim["b1"]), b2=float(optim["b2"]),
+                           weight_decay=float(optim["weight_decay"]))
+
+    return optax.chain(
+        optax.clip_by_global_norm(float(optim["grad_clip"])) if optim["grad_clip"] else optax.identity(),
+        optax.multi_transform(
+            {"encoder": adamw(float(optim["encoder_lr"])), "head": adamw(float(optim["lr"])),
+             "frozen": optax.set_to_zero()},
+            groups,
+        ),
+    )
+
+
+def init_params(model: DepthAnythingV2, rng: jax.Array, height: int, width: int) -> dict:
+    """Random parameters for inputs of height x width (compiled, so large models initialise quickly)."""
+    x = jnp.zeros((1, height, width, model.input_channels), jnp.float32)
+    if model.recurrent:
+        x = x[:, None]
+    return jax.jit(model.init)(rng, x)["params"]
+
+
+def merge_params(target: Mapping, loaded: Mapping, source: str) -> tuple[dict, list[str]]:
+    """Overwrite `target` with every tensor of `loaded`; returns (params, paths kept from target).
+
+    Used to start DepthAnyEvent-R from DAv2 weights (the recurrent layers stay freshly initialised). A loaded
+    tensor the target does not have, or has with another shape, is an error naming `source`.
+    """
+    flat_target, flat_loaded = flatten(target), flatten(loaded)
+    unexpected = sorted(set(flat_loaded) - set(flat_target))
+    misshaped = [f"{k}: {np.shape(v)} vs {np.shape(flat_target[k])}" for k, v in flat_loaded.items()
+                 if k in flat_target and np.shape(v) != np.shape(flat_target[k])]
+    if unexpected or misshaped:
+        raise ConversionError(f"{source} does not fit the model: unexpected {unexpected[:10]}, "
+                              f"wrong shapes {misshaped[:10]}")
+    merged = {k: jnp.asarray(flat_loaded.get(k, v), jnp.float32) for k, v in flat_target.items()}
+    return unflatten(merged), sorted(set(flat_target) - set(flat_loaded))
+
+
+def load_into(model: DepthAnythingV2, params: Mapping, path: str) -> tuple[dict, list[str]]:
+    """Load a checkpoint (official .pth, exported .pth/.safetensors, dae_jax params) into `params`."""
+    loaded, _ = load_params(path)
+    return merge_params(params, loaded, path)
+
+
+def create_train_state(params: Any, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
+    """Step 0 with a fresh optimiser state."""
+    return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
+                      rng=jax.random.PRNGKey(seed))

@@ -1,0 +1,135 @@
+"""The training step: labels (ground truth or the frozen teacher's), the loss in the chosen label space, AdamW.
+
+`make_train_step` returns a pure per-device function `(state, batch, teacher_params) -> (state, metrics)` that
+the loop wraps in `jax.pmap(axis_name="batch")`; gradients and metrics are averaged with `lax.pmean`. Losses
+are per-image statistics averaged over the images, so the step gives the same update for any split of the
+global batch over devices.
+
+Label spaces (config.loss.label_space):
+  logdepth   the student predicts normalised log depth l = 1 + log(d / clip) / reg (E2Depth's convention, the
+             space of the reference's `use_logdepth` evaluation). Ground truth is converted with that formula;
+             the teacher's relative inverse depth r is taken as proportional to 1/d, so l = log(r_max / r) / reg
+             up to a per-image constant (r clamped to [r_max e^-reg, r_max]). Loss: the scale-invariant loss
+             on l (a constant offset in l is a depth scale) plus the multi-scale gradient loss.
+  disparity  the student predicts affine-invariant inverse depth; ground truth is 1/d; the teacher's output is
+             used as it is. Loss: the scale-and-shift-invariant (MiDaS) loss.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from jax import lax
+
+from dae_jax.models import DepthAnythingV2
+from dae_jax.train import losses
+from dae_jax.train.state import TrainState
+
+LABEL_SPACES = ("logdepth", "disparity")
+OBJECTIVES = ("distill", "supervised")
+
+
+def depth_to_logdepth(depth: jnp.ndarray, clip: float, reg: float) -> jnp.ndarray:
+    """Metric depth -> normalised log depth in [0, 1] (E2Depth); invalid (0) pixels give 0."""
+    d = jnp.clip(depth, 1e-6, clip)
+    return jnp.clip(1.0 + jnp.log(d / clip) / reg, 0.0, 1.0)
+
+
+def logdepth_to_depth(logdepth: jnp.ndarray, clip: float, reg: float) -> jnp.ndarray:
+    """Normalised log depth -> metric depth: clip * exp(reg * (l - 1))."""
+    return clip * jnp.exp(reg * (logdepth - 1.0))
+
+
+def disparity_to_logdepth(disparity: jnp.ndarray, reg: float) -> jnp.ndarray:
+    """Per image (last two axes): relative inverse depth -> log depth up to a constant, in [0, 1]."""
+    r_max = jnp.max(disparity, axis=(-2, -1), keepdims=True)
+    r = jnp.clip(disparity, r_max * jnp.exp(-reg), r_max)
+    return jnp.log(jnp.maximum(r_max, 1e-12) / jnp.maximum(r, 1e-12)) / reg
+
+
+def make_targets(objective: str, loss_cfg: Mapping, depth: jnp.ndarray | None,
+                 teacher_disparity: jnp.ndarray | None) -> tuple[jnp.ndarray, jnp.ndarray]:
+    """(target, mask) of shape (N, H, W) in the label space, from ground-truth depth or the teacher's output."""
+    space, clip, reg = loss_cfg["label_space"], float(loss_cfg["clip_distance"]), float(loss_cfg["reg_factor"])
+    if objective == "supervised":
+        mask = depth > 0
+        if space == "logdepth":
+            return depth_to_logdepth(depth, clip, reg), mask
+        return jnp.where(mask, 1.0 / jnp.where(mask, depth, 1.0), 0.0), mask
+    mask = jnp.ones(teacher_disparity.shape, bool)
+    if space == "logdepth":
+        return disparity_to_logdepth(teacher_disparity, reg), mask
+    return teacher_disparity, mask
+
+
+def per_image_loss(loss_cfg: Mapping, prediction: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
+    """The configured loss of each image, (N,)."""
+
+    def one(p, t, m):
+        p, t, m = p[None], t[None], m[None]
+        if loss_cfg["label_space"] == "logdepth":
+            value = losses.si_loss(p, t, m, float(loss_cfg["si_lambda"]))
+            weight = float(loss_cfg["gradient_weight"])
+            if weight:
+                value = value + weight * losses.multiscale_gradient_loss(p, t, m, 1, int(loss_cfg["gradient_scales"]))
+            return value
+        return losses.ssi_loss(p, t, m, float(loss_cfg["ssi_alpha"]), int(loss_cfg["gradient_scales"]), "batch")
+
+    return jax.vmap(one)(prediction, target, mask)
+
+
+def teacher_labels(teacher: DepthAnythingV2, teacher_params: Any, rgb: jnp.ndarray) -> jnp.ndarray:
+    """The frozen teacher's relative inverse depth for frames (N, H, W, 3) in [0, 1], at their size."""
+    out = teacher.apply({"params": teacher_params}, rgb, method=teacher.infer)
+    return lax.stop_gradient(out)
+
+
+def make_train_step(student: DepthAnythingV2, teacher: DepthAnythingV2 | None, optimizer: optax.GradientTransformation,
+                    objective: str, loss_cfg: Mapping, axis_name: str | None = "batch",
+                    input_key: str = "events") -> Callable:
+    """The per-device step. Batches hold the student's input (`events`, or `rgb` to train a frame model)
+    (B, T, H, W, C) and `depth` (B, T, H, W) or, for distillation, `rgb` (B, T, H, W, 3)."""
+    if objective not in OBJECTIVES:
+        raise ValueError(f"config.objective must be one of {OBJECTIVES}, got {objective!r}")
+    if loss_cfg["label_space"] not in LABEL_SPACES:
+        raise ValueError(f"config.loss.label_space must be one of {LABEL_SPACES}, got {loss_cfg['label_space']!r}")
+    if objective == "distill" and teacher is None:
+        raise ValueError("objective 'distill' needs a teacher (config.teacher)")
+
+    def mean(x):
+        return lax.pmean(x, axis_name) if axis_name else x
+
+    def step(state: TrainState, batch: Mapping[str, jnp.ndarray], teacher_params: Any):
+        events = batch[input_key]
+        b, t, h, w = events.shape[:4]
+        if objective == "distill":
+            frames = batch["rgb"].reshape(b * t, h, w, 3)
+            target, mask = make_targets(objective, loss_cfg, None, teacher_labels(teacher, teacher_params, frames))
+        else:
+            target, mask = make_targets(objective, loss_cfg, batch["depth"].reshape(b * t, h, w), None)
+
+        def loss_fn(params):
+            if student.recurrent:
+                prediction, _ = student.apply({"params": params}, events, method=student.infer)
+            else:
+                prediction = student.apply({"params": params}, events.reshape(b * t, h, w, -1), method=student.infer)
+            per_image = per_image_loss(loss_cfg, prediction.reshape(b * t, h, w), target, mask)
+            return jnp.mean(per_image)
+
+        loss, grads = jax.value_and_grad(loss_fn)(state.params)
+        loss, grads = mean(loss), mean(grads)
+        finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
+        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
+                            rng=jax.random.fold_in(state.rng, state.step))
+        # A non-finite loss or gradient leaves the state as it was; the loop reports the step and stops.
+        new = jax.tree.map(lambda a, b_: jnp.where(finite, a, b_), new, state)
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "finite": finite}
+        return new, metrics
+
+    return step
