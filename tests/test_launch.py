@@ -61,7 +61,7 @@ def test_export_and_predict(tmp_path, model_type):
 def test_usage_errors(tmp_path):
     out = run_launch("--config=configs/common.py", f"--workdir={tmp_path}", "--mode=export")
     assert out.returncode != 0 and "--config.checkpoint is required" in out.stderr
-    out = run_launch("--config=configs/common.py", f"--workdir={tmp_path}", "--mode=train")
+    out = run_launch("--config=configs/common.py", f"--workdir={tmp_path}", "--mode=evaluate")
     assert out.returncode != 0 and "mode" in out.stderr
     out = run_launch("--config=configs/common.py", f"--workdir={tmp_path}", "--mode=export",
                      f"--config.checkpoint={tmp_path}/missing.pth")

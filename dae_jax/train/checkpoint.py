@@ -15,20 +15,19 @@ import orbax.checkpoint as ocp
 
 
 class Checkpointer:
-    """Save every `every` steps (and when forced), keep the newest `keep`, restore the latest."""
+    """Save when asked (the loop decides when), keep the newest `keep`, restore the latest."""
 
-    def __init__(self, workdir: str, every: int, keep: int):
+    def __init__(self, workdir: str, keep: int):
         self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-        options = ocp.CheckpointManagerOptions(max_to_keep=keep, save_interval_steps=every,
-                                               enable_async_checkpointing=True, create=True)
+        options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=("state", "data"))
 
-    def save(self, step: int, state: Any, data_iterator: Any, force: bool = False) -> bool:
-        """Save at `step` if the interval says so (or `force`); returns whether a save started."""
+    def save(self, step: int, state: Any, data_iterator: Any) -> None:
+        """Start an asynchronous save of the state and the pipeline position at `step`."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(jax.device_get(state)),
                                   data=grain.checkpoint.CheckpointSave(data_iterator))
-        return self.manager.save(step, args=args, force=force)
+        self.manager.save(step, args=args, force=True)
 
     def latest_step(self) -> int | None:
         """The newest complete checkpoint's step, or None."""

@@ -122,7 +122,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
     optimizer = make_optimizer(config.optim, num_steps,
                                param_groups(params, config.optim.freeze_encoder, bool(student.recurrent)))
     state = create_train_state(params, optimizer, config.train.seed)
-    checkpointer = Checkpointer(workdir, config.train.checkpoint_every, config.train.keep_checkpoints)
+    checkpointer = Checkpointer(workdir, config.train.keep_checkpoints)
     if checkpointer.latest_step() is not None:
         state = checkpointer.restore(state, data_iter)
         logging.info("resumed from %s at step %d", checkpointer.directory, int(state.step))
@@ -163,9 +163,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
                         if k != "step":
                             writer.add_scalar(f"train/{k}", v, step)
             stop = preemption.requested()
-            if stop or step == num_steps:
-                checkpointer.save(step, jax_utils.unreplicate(r_state), data_iter, force=True)
-            else:
+            if stop or step == num_steps or step % config.train.checkpoint_every == 0:
                 checkpointer.save(step, jax_utils.unreplicate(r_state), data_iter)
             if stop:
                 logging.warning("SIGTERM: saved step %d to %s; exiting", step, checkpointer.directory)
