@@ -168,6 +168,11 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
             if stop:
                 logging.warning("SIGTERM: saved step %d to %s; exiting", step, checkpointer.directory)
                 break
+        if jax.process_count() > 1:  # the data-parallel replicas on all hosts must hold the same parameters
+            from jax.experimental import multihost_utils
+
+            total = float(sum(np.sum(np.asarray(x[0], np.float64)) for x in jax.tree.leaves(r_state.params)))
+            multihost_utils.assert_equal(np.array([total]), "hosts disagree on the parameters")
     finally:
         preemption.restore()
         checkpointer.close()

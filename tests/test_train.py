@@ -1,0 +1,179 @@
+"""Training: the pmapped step, learning, preemption and resumption, two processes, config errors.
+
+Runs on the 8 virtual CPU devices of tests/conftest.py; subprocess runs get their device count from XLA_FLAGS.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from flax import jax_utils
+
+from configs import synthetic_tiny
+from dae_jax.models import model_from_config
+from dae_jax.train.loop import train, validate
+from dae_jax.train.state import create_train_state, init_params
+from dae_jax.train.step import make_train_step
+from tfds_builders import build
+from tfds_builders.synthetic_events.synthetic_events_dataset_builder import SyntheticConfig
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TINY = {"encoder": "tiny", "input_size_width": 70, "input_size_height": 56, "activation": "softplus"}
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    config = SyntheticConfig(name="train_tiny", event_format="tencode", num_train=2, num_test=1,
+                             frames_per_sequence=8, height=64, width=80, workers=1)
+    return str(build("synthetic_events", config, str(tmp_path_factory.mktemp("tfds"))).data_dir)
+
+
+def tiny_config(dataset_dir: str, **train):
+    c = synthetic_tiny.get_config()
+    c.data.dataset_dir = dataset_dir
+    c.train.update(**train)
+    return c
+
+
+@pytest.mark.parametrize("objective", ["supervised", "distill"])
+def test_pmap_step_equals_single_device_step(objective):
+    assert jax.device_count() == 8
+    student = model_from_config(TINY)
+    params = init_params(student, jax.random.PRNGKey(0), 56, 70)
+    teacher = model_from_config({"encoder": "tiny", "official": True, "input_size_width": 70,
+                                 "input_size_height": 56})
+    teacher_params = init_params(teacher, jax.random.PRNGKey(1), 56, 70)
+    rng = np.random.default_rng(0)
+    depth = rng.uniform(2, 60, (8, 1, 56, 70)).astype(np.float32)
+    depth[rng.uniform(size=depth.shape) < 0.2] = 0
+    batch = {"events": rng.uniform(size=(8, 1, 56, 70, 3)).astype(np.float32), "depth": depth,
+             "rgb": rng.uniform(size=(8, 1, 56, 70, 3)).astype(np.float32)}
+    optimizer = optax.sgd(1.0)  # the update is the averaged gradient itself, so the comparison is direct
+    step = make_train_step(student, teacher, optimizer, objective, synthetic_tiny.get_config().loss)
+    state = create_train_state(params, optimizer, 0)
+    results = {}
+    for n in (8, 1):
+        devices = jax.devices()[:n]
+        p_step = jax.pmap(step, axis_name="batch", devices=devices)
+        shards = {k: v.reshape(n, 8 // n, *v.shape[1:]) for k, v in batch.items()}
+        new, metrics = p_step(jax_utils.replicate(state, devices), shards,
+                              jax_utils.replicate(teacher_params, devices))
+        results[n] = (jax.device_get(jax.tree.map(lambda x: x[0], new.params)), float(metrics["loss"][0]))
+    grad8 = jax.tree.map(lambda a, b: a - b, results[8][0], params)
+    grad1 = jax.tree.map(lambda a, b: a - b, results[1][0], params)
+    scale = max(float(jnp.abs(g).max()) for g in jax.tree.leaves(grad1))
+    err = max(float(jnp.abs(a - b).max()) for a, b in zip(jax.tree.leaves(grad8), jax.tree.leaves(grad1), strict=True))
+    print(f"{objective}: pmap(8) vs 1 device: loss {results[8][1]:.6f} vs {results[1][1]:.6f}, "
+          f"max |Δ update| / max |update| = {err / scale:.2e}")
+    assert abs(results[8][1] - results[1][1]) <= 1e-5 * abs(results[1][1])
+    assert err <= 1e-4 * scale
+
+
+def test_a_tiny_student_overfits(dataset, tmp_path):
+    c = tiny_config(dataset, num_steps=80, log_every=80, checkpoint_every=1000)
+    c.data.update(random_crop=False, hflip=False)
+    train(c, str(tmp_path))
+    losses = [json.loads(line)["loss"] for line in open(tmp_path / "metrics.jsonl")]
+    first, last = np.mean(losses[:5]), np.mean(losses[-5:])
+    print(f"overfit: loss {first:.4f} -> {last:.4f}")
+    assert len(losses) == 80 and last < 0.5 * first
+
+
+def test_bad_config_values_are_refused(dataset):
+    for field, value, message in [
+        ("objective", "selfsup", "config.objective must be one of"),
+        ("loss.label_space", "depth", "config.loss.label_space must be one of"),
+        ("train.dtype", "float16", "config.train.dtype must be one of"),
+        ("data.batch_size", 12, r"config.data.batch_size \(12\) must be a multiple of the number of devices \(8\)"),
+        ("input", "frames", "config.input must be 'events' or 'rgb'"),
+    ]:
+        c = tiny_config(dataset)
+        section, _, key = field.rpartition(".")
+        (c[section] if section else c)[key] = value
+        with pytest.raises(ValueError, match=message):
+            validate(c)
+    c = tiny_config(dataset)
+    c.objective = "distill"
+    with pytest.raises(ValueError, match="config.teacher.checkpoint is required"):
+        validate(c)
+    c = tiny_config(dataset)
+    c.optim.schedule = "linear"
+    with pytest.raises(ValueError, match="config.optim.schedule must be one of"):
+        train(c, "/tmp/unused_workdir_for_bad_schedule")
+
+
+def launch_cmd(dataset: str, workdir: str, num_steps: int, *extra: str) -> list[str]:
+    return [sys.executable, os.path.join(ROOT, "launch.py"), "--config=configs/synthetic_tiny.py",
+            f"--workdir={workdir}", "--mode=train", f"--config.data.dataset_dir={dataset}",
+            f"--config.train.num_steps={num_steps}", "--config.train.log_every=1",
+            "--config.train.checkpoint_every=1000", *extra]
+
+
+def env(devices: int) -> dict[str, str]:
+    return dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
+
+
+def losses_of(workdir) -> list[tuple[int, float]]:
+    return [(r["step"], r["loss"]) for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl")))]
+
+
+def test_sigterm_then_resume_matches_an_uninterrupted_run(dataset, tmp_path):
+    steps = 10
+    straight = str(tmp_path / "straight")
+    subprocess.run(launch_cmd(dataset, straight, steps), env=env(8), cwd=ROOT, check=True, capture_output=True,
+                   timeout=600)
+    resumed = str(tmp_path / "resumed")
+    proc = subprocess.Popen(launch_cmd(dataset, resumed, steps), env=env(8), cwd=ROOT, stderr=subprocess.PIPE,
+                            stdout=subprocess.DEVNULL, text=True)
+    log = []
+    for line in proc.stderr:
+        log.append(line)
+        if f"step 4/{steps}" in line:
+            proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=600) == 0, "".join(log[-20:])
+    saved = [line for line in log if "SIGTERM: saved step" in line]
+    assert saved, "".join(log[-20:])
+    interrupted_at = int(saved[0].split("saved step ")[1].split()[0])
+    assert 4 <= interrupted_at < steps
+    out = subprocess.run(launch_cmd(dataset, resumed, steps), env=env(8), cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert out.returncode == 0 and f"at step {interrupted_at}" in out.stderr, out.stderr[-2000:]
+    expected, got = losses_of(straight), losses_of(resumed)
+    assert [s for s, _ in got] == list(range(1, steps + 1))
+    print(f"interrupted at step {interrupted_at}; max |Δ loss| vs uninterrupted = "
+          f"{max(abs(a - b) for (_, a), (_, b) in zip(got, expected, strict=True)):.1e}")
+    assert got == expected  # step for step, bit for bit
+    # The same checkpoint restores onto another device count and training goes on.
+    out = subprocess.run(launch_cmd(dataset, resumed, steps + 2), env=env(2), cwd=ROOT, capture_output=True,
+                         text=True, timeout=600)
+    assert out.returncode == 0 and f"at step {steps}" in out.stderr, out.stderr[-2000:]
+    assert [s for s, _ in losses_of(resumed)][-2:] == [steps + 1, steps + 2]
+
+
+def test_two_processes_train_together(dataset, tmp_path):
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    workdir = str(tmp_path / "two")
+    procs = [subprocess.Popen(launch_cmd(dataset, workdir, 3, f"--coordinator_address=localhost:{port}",
+                                         "--num_processes=2", f"--process_id={i}"),
+                              env=env(2), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+             for i in range(2)]
+    logs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    assert "step 3/3" in logs[0]
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["3"]
+    data_states = os.listdir(os.path.join(workdir, "checkpoints", "3", "data"))
+    assert sorted(f for f in data_states if f.startswith("process_")) == ["process_0-of-2.json", "process_1-of-2.json"]
+    assert [s for s, _ in losses_of(workdir)] == [1, 2, 3]
