@@ -16,6 +16,7 @@ import os
 
 import jax
 from absl import app, flags, logging
+from etils import epath
 from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
@@ -64,10 +65,9 @@ def main(argv: list[str]) -> None:
     if jax.process_index() != 0:
         logging.set_verbosity(logging.WARNING)
     config, workdir = FLAGS.config, FLAGS.workdir
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # a local path or a bucket (gs://...)
     if jax.process_index() == 0:
-        with open(os.path.join(workdir, f"config_{FLAGS.mode}.json"), "w") as f:
-            json.dump(config.to_dict(), f, indent=2)
+        (epath.Path(workdir) / f"config_{FLAGS.mode}.json").write_text(json.dumps(config.to_dict(), indent=2))
     if FLAGS.mode == "train":
         from dae_jax.train.loop import train
 

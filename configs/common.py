@@ -44,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
     ))
     c.train = ml_collections.ConfigDict(dict(
         num_steps=20_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3, seed=0, dtype="float32",
-        remat=False,
+        remat=False, picture_every=1000,  # TensorBoard pictures of input / prediction / label (0: none)
     ))
     # --mode=export: where to write (default <workdir>/export/model.pth) and the evaluation flags stored with it.
     c.export = ml_collections.ConfigDict(dict(

@@ -2,6 +2,7 @@
 
 Depth is shown as inverse depth on a fixed range: `near_m` (default 2 m) is brightest, `far_m` (default 80 m,
 the evaluation clip) darkest, with a magma-like ramp; invalid pixels (depth <= 0 or not finite) are black.
+Errors |prediction - target| use the same ramp from 0 (dark) to 10 m (bright).
 """
 
 from __future__ import annotations
@@ -36,3 +37,34 @@ def colorize_relative(values: np.ndarray) -> np.ndarray:
     values = np.asarray(values, np.float64)
     lo, hi = np.percentile(values, [2, 98])
     return _ramp((values - lo) / max(hi - lo, 1e-12))
+
+
+def colorize_error(error_m: np.ndarray, valid: np.ndarray, max_error_m: float = 10.0) -> np.ndarray:
+    """|prediction - target| in metres -> uint8 RGB on a fixed 0..max_error_m ramp; invalid pixels black."""
+    rgb = _ramp(np.asarray(error_m, np.float64) / max_error_m)
+    return np.where(np.asarray(valid)[..., None], rgb, 0).astype(np.uint8)
+
+
+def event_image(encoding: np.ndarray) -> np.ndarray:
+    """An (H, W, C) event encoding in [0, 1] -> uint8 RGB (Tencode is already a colour image: R+, B-, G time)."""
+    x = np.asarray(encoding, np.float64)
+    if x.shape[-1] != 3:  # other representations: show the per-pixel magnitude
+        x = np.repeat(np.abs(x).sum(-1, keepdims=True), 3, -1)
+        x = x / max(float(x.max()), 1e-12)
+    return (np.clip(x, 0, 1) * 255).round().astype(np.uint8)
+
+
+def save_frame_pictures(folder: str, index: int, events: np.ndarray, prediction_m: np.ndarray,
+                        target_m: np.ndarray, near_m: float = 2.0, far_m: float = 80.0) -> str:
+    """Write events | prediction | ground truth | error side by side as <folder>/<index>.png; returns the path."""
+    import os
+
+    from PIL import Image
+
+    valid = (target_m > 0) & np.isfinite(prediction_m)
+    panels = [event_image(events), colorize_depth(prediction_m, near_m, far_m), colorize_depth(target_m, near_m, far_m),
+              colorize_error(np.abs(prediction_m - target_m), valid)]
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, f"{index:06d}.png")
+    Image.fromarray(np.concatenate(panels, axis=1)).save(path)
+    return path

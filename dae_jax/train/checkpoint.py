@@ -12,13 +12,15 @@ from typing import Any
 import grain
 import jax
 import orbax.checkpoint as ocp
+from etils import epath
 
 
 class Checkpointer:
     """Save when asked (the loop decides when), keep the newest `keep`, restore the latest."""
 
     def __init__(self, workdir: str, keep: int):
-        self.directory = os.path.join(os.path.abspath(workdir), "checkpoints")
+        # epath: a local directory or a bucket path (gs://...), as TPU pods need
+        self.directory = str(epath.Path(workdir if "://" in workdir else os.path.abspath(workdir)) / "checkpoints")
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True, create=True)
         self.manager = ocp.CheckpointManager(self.directory, options=options,
                                              item_names=("state", "data"))

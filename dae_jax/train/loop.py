@@ -9,7 +9,6 @@ arrives) makes every host save at the same step and return.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import time
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
+from etils import epath
 from flax import jax_utils
 
 from dae_jax.convert import load_params
@@ -109,7 +109,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
     """Train until config.train.num_steps (or a SIGTERM); returns the last logged metrics."""
     validate(config)
     is_chief = jax.process_index() == 0
-    os.makedirs(workdir, exist_ok=True)
+    epath.Path(workdir).mkdir(parents=True, exist_ok=True)
     data_cfg = input_config(config)
     data_iter = iter(make_loader(data_cfg))
 
@@ -132,16 +132,18 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
     r_state = jax_utils.replicate(state)
     r_teacher = jax_utils.replicate(teacher_params) if teacher is not None else None
     keys = tuple({config.input, "rgb" if config.objective == "distill" else "depth"})
+    pictures = _PictureSummary(student, teacher, config) if is_chief and config.train.picture_every else None
 
     writer = _summary_writer(workdir) if is_chief else None
-    metrics_file = open(os.path.join(workdir, "metrics.jsonl"), "a") if is_chief else None  # noqa: SIM115
+    metrics_file = (epath.Path(workdir) / "metrics.jsonl").open("a") if is_chief else None
     preemption = _Preemption()
     first = step = int(state.step)
     last: dict[str, Any] = {}
     start = time.perf_counter()
     try:
         while step < num_steps:
-            r_state, metrics = p_step(r_state, shard(next(data_iter), keys), r_teacher)
+            batch = next(data_iter)
+            r_state, metrics = p_step(r_state, shard(batch, keys), r_teacher)
             step += 1
             metrics = {k: float(np.asarray(v)[0]) for k, v in metrics.items()}
             if not metrics["finite"]:
@@ -162,6 +164,8 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
                     for k, v in last.items():
                         if k != "step":
                             writer.add_scalar(f"train/{k}", v, step)
+            if pictures and step % config.train.picture_every == 0:
+                pictures.write(writer, step, jax_utils.unreplicate(r_state.params), batch, teacher_params)
             stop = preemption.requested()
             if stop or step == num_steps or step % config.train.checkpoint_every == 0:
                 checkpointer.save(step, jax_utils.unreplicate(r_state), data_iter)
@@ -183,6 +187,42 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
     return last
 
 
+class _PictureSummary:
+    """TensorBoard pictures of the first example of a batch: input, prediction and label, as depth colours."""
+
+    def __init__(self, student, teacher, config):
+        from dae_jax.train.step import make_targets
+
+        self.config = config
+        self.predict = jax.jit(lambda p, x: student.apply({"params": p}, x, method=student.infer))
+        self.teacher = jax.jit(lambda p, x: teacher.apply({"params": p}, x, method=teacher.infer)) if teacher else None
+        self.targets = make_targets
+
+    def _to_picture(self, values: np.ndarray) -> np.ndarray:
+        from dae_jax.eval.visualize import colorize_depth, colorize_relative
+        from dae_jax.train.step import logdepth_to_depth
+
+        loss = self.config.loss
+        if loss.label_space == "logdepth":
+            return colorize_depth(np.asarray(logdepth_to_depth(values, loss.clip_distance, loss.reg_factor)))
+        return colorize_relative(values)
+
+    def write(self, writer, step: int, params, batch, teacher_params) -> None:
+        from dae_jax.eval.visualize import event_image
+
+        x = batch[self.config.input][:1]
+        recurrent = self.config.model.model_type == "RecDAv2"
+        out = self.predict(params, x if recurrent else x[:, 0])
+        prediction = np.asarray(out[0] if recurrent else out).reshape(-1, *x.shape[2:4])[0]
+        if self.config.objective == "distill":
+            disparity = self.teacher(teacher_params, batch["rgb"][:1, 0])
+            label, _ = self.targets("distill", self.config.loss, None, disparity)
+        else:
+            label, _ = self.targets("supervised", self.config.loss, batch["depth"][:1, 0], None)
+        panels = [event_image(x[0, 0]), self._to_picture(prediction), self._to_picture(np.asarray(label[0]))]
+        writer.add_image("train/input_prediction_label", np.concatenate(panels, axis=1), step, dataformats="HWC")
+
+
 def _hms(seconds: float) -> str:
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
@@ -191,4 +231,4 @@ def _hms(seconds: float) -> str:
 def _summary_writer(workdir: str):
     from tensorboardX import SummaryWriter
 
-    return SummaryWriter(os.path.join(workdir, "tensorboard"))
+    return SummaryWriter(str(epath.Path(workdir) / "tensorboard"))
