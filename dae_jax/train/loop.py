@@ -176,7 +176,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
             from jax.experimental import multihost_utils
 
             total = float(sum(np.sum(np.asarray(x[0], np.float64)) for x in jax.tree.leaves(r_state.params)))
-            multihost_utils.assert_equal(np.array([total]), "hosts disagree on the parameters")
+            multihost_utils.assert_equal(np.array([total], np.float32), "hosts disagree on the parameters")
     finally:
         preemption.restore()
         checkpointer.close()

@@ -1,0 +1,104 @@
+"""Evaluation end to end on the synthetic world: a training run's checkpoint, its exported .pth, DepthAnyEvent-R
+state handling, CSV/JSON/pictures and the command line."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from configs import synthetic_tiny
+from dae_jax.convert import export_torch_checkpoint, save_flax_params
+from dae_jax.data.pipeline import InputConfig, read_split
+from dae_jax.eval import metrics as M
+from dae_jax.eval.__main__ import main as eval_cli
+from dae_jax.eval.evaluate import evaluate, load_weights
+from dae_jax.models import model_from_config
+from dae_jax.train.loop import train
+from dae_jax.train.state import init_params
+from tfds_builders import build
+from tfds_builders.synthetic_events.synthetic_events_dataset_builder import SyntheticConfig
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    config = SyntheticConfig(name="eval_tiny", event_format="tencode", num_train=1, num_test=2,
+                             frames_per_sequence=5, height=64, width=80, workers=1)
+    return str(build("synthetic_events", config, str(tmp_path_factory.mktemp("tfds"))).data_dir)
+
+
+@pytest.fixture(scope="module")
+def run(dataset, tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("run"))
+    c = synthetic_tiny.get_config()
+    c.data.dataset_dir = dataset
+    c.train.update(num_steps=2, log_every=1)
+    train(c, workdir)
+    with open(os.path.join(workdir, "config_train.json"), "w") as f:  # what launch.py writes
+        json.dump(c.to_dict(), f)
+    return workdir
+
+
+def test_checkpoint_and_exported_pth_give_identical_metrics(run, dataset, tmp_path):
+    params, model_config, flags = load_weights(run)
+    assert flags["use_logdepth"] is True  # the run trained in log-depth space
+    data = InputConfig(dataset_dir=dataset, split="test", batch_size=1, shuffle=False)
+    out = str(tmp_path / "orbax")
+    from_run = evaluate(params, model_config, data, flags, out, batch_size=3, pictures=2)
+    pth = str(tmp_path / "model.pth")
+    export_torch_checkpoint(pth, params, model_config, trainer=flags)
+    p2, c2, f2 = load_weights(pth)
+    assert f2 == flags
+    from_pth = evaluate(p2, c2, data, f2, batch_size=3)  # the same batching gives the same arithmetic
+    assert from_run["mean"] == from_pth["mean"]
+    assert set(from_run["sequences"]) == {"synth_test_000", "synth_test_001"}
+    rows = list(csv.reader(open(os.path.join(out, "eval.csv"))))
+    assert rows[0][0] == "sequence" and [r[0] for r in rows[1:]] == ["synth_test_000", "synth_test_001", "MEAN"]
+    assert rows[0][1:] == list(M.METRIC_KEYS)
+    assert json.load(open(os.path.join(out, "eval.json")))["mean"]["_abs_rel_diff"] == pytest.approx(
+        from_run["mean"]["_abs_rel_diff"])
+    pictures = sorted(os.listdir(os.path.join(out, "pictures", "synth_test_000")))
+    assert pictures == ["000000.png", "000001.png"]
+
+
+def test_recurrent_state_resets_per_sequence(dataset, tmp_path):
+    config = {"model_type": "RecDAv2", "encoder": "tiny", "input_size_width": 84, "input_size_height": 70,
+              "activation": "softplus"}
+    model = model_from_config(config)
+    params = init_params(model, jax.random.PRNGKey(3), 70, 84)
+    data = InputConfig(dataset_dir=dataset, split="test", batch_size=1, shuffle=False)
+    flags = {"use_logdepth": True}
+    result = evaluate(params, config, data, flags)
+    # Independent: each whole sequence through the scanned clip from the zero state, then the metrics.
+    split = read_split(dataset, "test")
+    from dae_jax.data.pipeline import iterate_sequences
+
+    for name, frames in iterate_sequences(data):
+        frames = list(frames)
+        clip = jnp.asarray(np.concatenate([f["events"] for f in frames], axis=1))
+        depth, _ = model.apply({"params": params}, clip, method=model.infer)
+        acc = M.SequenceAccumulator()
+        for f, pred in zip(frames, np.asarray(depth[0]), strict=True):
+            acc.add(name, M.evaluate_frame(pred, f["depth"][0, 0], **flags))
+        expected = acc.sequence_means()[name]
+        for key in ("_abs_rel_diff", "_RMS_linear", "_threshold_delta_1.25"):
+            assert result["sequences"][name][key] == pytest.approx(expected[key], rel=1e-5, nan_ok=True)
+    assert [n for n, _, _ in split.sequences] == list(result["sequences"])
+
+
+def test_command_line(dataset, tmp_path, capsys):
+    config = {"model_type": "DAv2", "encoder": "tiny", "input_size_width": 84, "input_size_height": 70}
+    params = init_params(model_from_config(config), jax.random.PRNGKey(0), 70, 84)
+    path = str(tmp_path / "p.msgpack")
+    save_flax_params(path, params, config)
+    assert eval_cli(["--weights", path, "--dataset_dir", dataset, "--split", "test", "--output",
+                     str(tmp_path / "out"), "--use_logdepth"]) == 0
+    assert "_abs_rel_diff=" in capsys.readouterr().out
+    assert os.path.isfile(tmp_path / "out" / "eval.csv")
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        eval_cli(["--weights", str(tmp_path / "nowhere.msgpack"), "--dataset_dir", dataset])
