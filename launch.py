@@ -1,6 +1,7 @@
 """Entry point: python launch.py --config=configs/X.py --workdir=DIR --mode=train|export|predict [--config.k=v].
 
 train   trains (distillation, supervised or fine-tuning, as the config says); resumes from <workdir>/checkpoints.
+eval    evaluates `config.checkpoint` (or this workdir's training run) with the paper's protocol -> <workdir>/eval.
 export  writes the weights of `config.checkpoint` as an official-layout PyTorch checkpoint.
 predict runs the model on a folder of inputs and writes depth maps and pictures to <workdir>/predictions.
 
@@ -21,7 +22,7 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs (created if needed).")
-flags.DEFINE_enum("mode", None, ["train", "export", "predict"], "What to run.")
+flags.DEFINE_enum("mode", None, ["train", "eval", "export", "predict"], "What to run.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs without a "
                     "cluster environment (e.g. two local processes); TPU pods are detected automatically.")
 flags.DEFINE_integer("num_processes", None, "With --coordinator_address: the number of processes.")
@@ -72,6 +73,14 @@ def main(argv: list[str]) -> None:
         from dae_jax.train.loop import train
 
         train(config, workdir)
+    elif FLAGS.mode == "eval":
+        from dae_jax.eval.evaluate import eval_input_config, evaluate, load_weights
+
+        params, model_config, trainer_flags = load_weights(config.checkpoint or workdir, None)
+        result = evaluate(params, model_config, eval_input_config(config), trainer_flags,
+                          os.path.join(workdir, "eval"), config.eval.batch_size, config.eval.pictures)
+        logging.info("MEAN abs_rel %.4f  RMSE %.3f  delta1 %.4f", result["mean"]["_abs_rel_diff"],
+                     result["mean"]["_RMS_linear"], result["mean"]["_threshold_delta_1.25"])
     elif FLAGS.mode == "export":
         from dae_jax.convert import export_torch_checkpoint
 

@@ -46,6 +46,12 @@ def get_config() -> ml_collections.ConfigDict:
         num_steps=20_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3, seed=0, dtype="float32",
         remat=False, picture_every=1000,  # TensorBoard pictures of input / prediction / label (0: none)
     ))
+    # Evaluation (--mode=eval, and every `every` steps during training when > 0; the best params by `metric`
+    # are kept in <workdir>/best). dataset_dir "" means config.data.dataset_dir; pictures = frames per sequence.
+    c.eval = ml_collections.ConfigDict(dict(
+        every=0, dataset_dir="", split="test", crop=None, metric="_abs_rel_diff", higher_is_better=False,
+        batch_size=8, pictures=0,
+    ))
     # --mode=export: where to write (default <workdir>/export/model.pth) and the evaluation flags stored with it.
     c.export = ml_collections.ConfigDict(dict(
         path="", plain=False, use_logdepth=True, use_scaleshift=False, reg_factor=3.70378, clip_distance=80.0,

@@ -142,3 +142,14 @@ def test_empty_masks_and_bad_reduction():
     with pytest.raises(ValueError, match="reduction must be one of"):
         losses.midas_mse(z, z, none, "pixel")
     assert jnp.isfinite(jax.jit(losses.ssi_loss)(z, z, ~none))
+
+
+def test_empty_masks_give_zero_loss_and_finite_gradients():
+    """A crop without valid ground truth (all sky) must not make a training step NaN."""
+    p = jnp.linspace(0.1, 1.0, 2 * 16 * 16).reshape(2, 16, 16)
+    none = jnp.zeros((2, 16, 16), bool)
+    for fn in (losses.si_loss, losses.silog_loss, losses.multiscale_gradient_loss):
+        value, grad = jax.value_and_grad(lambda x, fn=fn: fn(x, p * 2, none))(p)
+        assert float(value) == 0.0 and bool(jnp.all(jnp.isfinite(grad)))
+    value, grad = jax.value_and_grad(lambda x: losses.si_loss(x, x, jnp.ones_like(none)))(p)  # a perfect fit
+    assert float(value) == 0.0 and bool(jnp.all(jnp.isfinite(grad)))

@@ -80,9 +80,14 @@ def test_pmap_step_equals_single_device_step(objective):
 
 
 def test_a_tiny_student_overfits(dataset, tmp_path):
-    c = tiny_config(dataset, num_steps=80, log_every=80, checkpoint_every=1000)
+    c = tiny_config(dataset, num_steps=80, log_every=80, checkpoint_every=1000, picture_every=40)
     c.data.update(random_crop=False, hflip=False)
+    c.eval.update(every=40, split="test")
     train(c, str(tmp_path))
+    best = json.load(open(tmp_path / "best" / "best.json"))
+    assert best["step"] in (40, 80) and best["metric"] == "_abs_rel_diff" and best["value"] > 0
+    assert (tmp_path / "best" / "params.msgpack").exists() and (tmp_path / "eval" / "step_80" / "eval.csv").exists()
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "tensorboard"))
     losses = [json.loads(line)["loss"] for line in open(tmp_path / "metrics.jsonl")]
     first, last = np.mean(losses[:5]), np.mean(losses[-5:])
     print(f"overfit: loss {first:.4f} -> {last:.4f}")
@@ -96,8 +101,10 @@ def test_bad_config_values_are_refused(dataset):
         ("train.dtype", "float16", "config.train.dtype must be one of"),
         ("data.batch_size", 12, r"config.data.batch_size \(12\) must be a multiple of the number of devices \(8\)"),
         ("input", "frames", "config.input must be 'events' or 'rgb'"),
+        ("eval.metric", "accuracy", "config.eval.metric must be one of the metric keys"),
     ]:
         c = tiny_config(dataset)
+        c.eval.every = 10  # eval.metric is checked when evaluation runs during training
         section, _, key = field.rpartition(".")
         (c[section] if section else c)[key] = value
         with pytest.raises(ValueError, match=message):

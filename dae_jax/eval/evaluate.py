@@ -65,6 +65,13 @@ def load_weights(source: str, model_overrides: Mapping[str, Any] | None = None):
     return params, config, {}
 
 
+def eval_input_config(config: Any) -> InputConfig:
+    """The evaluation input of a run config: config.eval's split of config.eval.dataset_dir or the training data."""
+    return InputConfig(dataset_dir=config.eval.dataset_dir or config.data.dataset_dir, split=config.eval.split,
+                       batch_size=1, crop=config.eval.crop, representation=dict(config.data.representation),
+                       load_depth=True, shuffle=False)
+
+
 def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig, flags: Mapping[str, Any],
              output_dir: str | None = None, batch_size: int = 8, pictures: int = 0) -> dict[str, Any]:
     """Evaluate on every sequence of `data.split`; write eval.csv / eval.json (and pictures) to output_dir.

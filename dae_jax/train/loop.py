@@ -23,6 +23,7 @@ from flax import jax_utils
 
 from dae_jax.convert import load_params
 from dae_jax.data.pipeline import InputConfig, make_loader
+from dae_jax.eval.metrics import METRIC_KEYS
 from dae_jax.models import model_from_config, target_size
 from dae_jax.train.checkpoint import Checkpointer
 from dae_jax.train.state import create_train_state, init_params, load_into, make_optimizer, param_groups
@@ -49,6 +50,8 @@ def validate(config: Any) -> None:
         (config.train.checkpoint_every > 0, "config.train.checkpoint_every must be > 0"),
         (config.input in ("events", "rgb"), f"config.input must be 'events' or 'rgb', got {config.input!r}"),
         (config.data.crop is not None, "config.data.crop must be set for training (one size per batch)"),
+        (not config.eval.every or config.eval.metric in METRIC_KEYS,
+         f"config.eval.metric must be one of the metric keys (e.g. _abs_rel_diff), got {config.eval.metric!r}"),
     ]
     for ok, message in checks:
         if not ok:
@@ -138,6 +141,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
     metrics_file = (epath.Path(workdir) / "metrics.jsonl").open("a") if is_chief else None
     preemption = _Preemption()
     first = step = int(state.step)
+    best = _read_best(workdir)
     last: dict[str, Any] = {}
     start = time.perf_counter()
     try:
@@ -166,6 +170,8 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
                             writer.add_scalar(f"train/{k}", v, step)
             if pictures and step % config.train.picture_every == 0:
                 pictures.write(writer, step, jax_utils.unreplicate(r_state.params), batch, teacher_params)
+            if config.eval.every and step % config.eval.every == 0:
+                best = _evaluate_during_training(config, workdir, student, r_state, step, best)
             stop = preemption.requested()
             if stop or step == num_steps or step % config.train.checkpoint_every == 0:
                 checkpointer.save(step, jax_utils.unreplicate(r_state), data_iter)
@@ -221,6 +227,33 @@ class _PictureSummary:
             label, _ = self.targets("supervised", self.config.loss, batch["depth"][:1, 0], None)
         panels = [event_image(x[0, 0]), self._to_picture(prediction), self._to_picture(np.asarray(label[0]))]
         writer.add_image("train/input_prediction_label", np.concatenate(panels, axis=1), step, dataformats="HWC")
+
+
+def _read_best(workdir: str) -> dict | None:
+    path = epath.Path(workdir) / "best" / "best.json"
+    return json.loads(path.read_text()) if path.exists() else None
+
+
+def _evaluate_during_training(config, workdir, student, r_state, step, best):
+    """Evaluate the current params on config.eval's split; keep them in <workdir>/best when the metric improves."""
+    from dae_jax.convert import save_flax_params
+    from dae_jax.eval.evaluate import eval_input_config, evaluate
+    from dae_jax.models import model_to_config
+
+    params = jax.device_get(jax_utils.unreplicate(r_state.params))
+    flags = {"use_logdepth": config.loss.label_space == "logdepth", "reg_factor": config.loss.reg_factor,
+             "clip_distance": config.loss.clip_distance}
+    out = str(epath.Path(workdir) / "eval" / f"step_{step}") if jax.process_index() == 0 else None
+    result = evaluate(params, model_to_config(student), eval_input_config(config), flags, out, config.eval.batch_size)
+    value = float(result["mean"][config.eval.metric])
+    better = best is None or (value > best["value"] if config.eval.higher_is_better else value < best["value"])
+    logging.info("eval at step %d: %s = %.5f%s", step, config.eval.metric, value, " (best)" if better else "")
+    if better:
+        best = {"step": step, "metric": config.eval.metric, "value": value}
+        if jax.process_index() == 0:
+            save_flax_params(str(epath.Path(workdir) / "best" / "params.msgpack"), params, model_to_config(student))
+            (epath.Path(workdir) / "best" / "best.json").write_text(json.dumps(best))
+    return best
 
 
 def _hms(seconds: float) -> str:

@@ -2,7 +2,9 @@
 
 Every loss takes (prediction, target, mask) of shape (B, H, W); the mask is boolean or {0, 1}. Boolean
 indexing of the reference becomes masked sums, so shapes stay static under `jit`. Empty masks give 0 where the
-reference returns 0 (MSE, gradient terms) and follow the reference's arithmetic otherwise.
+reference returns 0 (MSE, gradient terms), and also where it would return NaN (SiLog / Si with fewer than two
+valid pixels, a scale of the multi-scale gradient loss without valid pixels), so that a crop of sky cannot
+turn a training step into NaN; with valid pixels every value is the reference's.
 """
 
 from __future__ import annotations
@@ -82,9 +84,11 @@ def _scale_invariant(diff: jnp.ndarray, valid: jnp.ndarray, lambd: float) -> jnp
     v = valid.astype(diff.dtype)
     n = jnp.sum(v)
     d = jnp.where(valid, diff, 0.0)
-    mean = jnp.sum(d) / n
-    var = jnp.sum(v * jnp.square(d - mean)) / (n - 1)
-    return jnp.sqrt(var + lambd * jnp.square(mean))
+    mean = jnp.sum(d) / jnp.maximum(n, 1)
+    var = jnp.sum(v * jnp.square(d - mean)) / jnp.maximum(n - 1, 1)
+    value = jnp.where(n > 1, var + lambd * jnp.square(mean), 0.0)
+    # sqrt has an infinite slope at 0: give 0 with a zero gradient there (fewer than 2 pixels, or a perfect fit)
+    return jnp.where(value > 0, jnp.sqrt(jnp.where(value > 0, value, 1.0)), 0.0)
 
 
 def silog_loss(prediction: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray, lambd: float = 0.5) -> jnp.ndarray:
@@ -132,5 +136,5 @@ def multiscale_gradient_loss(prediction: jnp.ndarray, target: jnp.ndarray, mask:
         valid_x, valid_y = m & ~jnp.isnan(gx), m & ~jnp.isnan(gy)
         count = jnp.sum(valid_x) + jnp.sum(valid_y)
         magnitude = jnp.sum(jnp.where(valid_x, jnp.abs(gx), 0.0)) + jnp.sum(jnp.where(valid_y, jnp.abs(gy), 0.0))
-        total = total + magnitude / count * batch * 2
+        total = total + jnp.where(count > 0, magnitude / jnp.maximum(count, 1), 0.0) * batch * 2
     return total / num_scales
