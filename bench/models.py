@@ -22,21 +22,12 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench.data import best_seconds  # noqa: E402
 from dae_jax.convert import torch_to_flax  # noqa: E402
 from dae_jax.models import DepthAnyEventR, DepthAnythingV2  # noqa: E402
 from tests import torch_reference as ref  # noqa: E402
 
 H, W = 266, 350
-
-
-def best_time(fn, repeats: int) -> float:
-    """Best wall time of `repeats` calls (the least disturbed by other load on a noisy machine)."""
-    times = []
-    for _ in range(repeats):
-        start = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - start)
-    return min(times)
 
 
 def bench_model(kind: str, batch: int, repeats: int) -> dict:
@@ -57,9 +48,9 @@ def bench_model(kind: str, batch: int, repeats: int) -> dict:
     compile_s = time.perf_counter() - start
     mem = compiled.memory_analysis()
     xla_mb = (mem.argument_size_in_bytes + mem.output_size_in_bytes + mem.temp_size_in_bytes) / 2**20 if mem else 0
-    jax_s = best_time(lambda: compiled(params, xj).block_until_ready(), repeats)
+    jax_s = best_seconds(lambda: compiled(params, xj).block_until_ready(), repeats)
     with torch.no_grad():
-        torch_s = best_time(lambda: tmodel(xt), repeats)
+        torch_s = best_seconds(lambda: tmodel(xt), repeats)
     return dict(jax_s=jax_s, torch_s=torch_s, compile_s=compile_s, xla_mb=xla_mb)
 
 

@@ -99,3 +99,16 @@ def check_crop(size: tuple[int, ...], crop: tuple[int, int], path: Path) -> None
     """Raise DatasetFormatError if an image of size (H, W) is smaller than the crop (h, w)."""
     if size[0] < crop[0] or size[1] < crop[1]:
         raise DatasetFormatError(f"{path}: size {size[0]}x{size[1]} is smaller than the crop {crop[0]}x{crop[1]}")
+
+
+def read_seconds_table(path: Path) -> np.ndarray:
+    """The float64 rows '<index> <seconds> ...' of a timestamps.txt (at least two columns); errors name the file."""
+    if not path.is_file():
+        raise MissingDataError(f"missing timestamps file {path} (rows '<index> <seconds>')")
+    try:
+        table = np.loadtxt(path, ndmin=2, dtype=np.float64)
+    except ValueError as err:
+        raise DatasetFormatError(f"{path}: not a numeric whitespace table ({err})") from err
+    if table.size == 0 or table.shape[1] < 2:
+        raise DatasetFormatError(f"{path}: expected rows of '<index> <seconds>', got an array of shape {table.shape}")
+    return table

@@ -44,7 +44,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from dae_jax.data.readers import DatasetFormatError, MissingDataError, read_rgb, require
+from dae_jax.data.readers import DatasetFormatError, MissingDataError, read_rgb, read_seconds_table, require
 from dae_jax.events.slicing import WINDOW_US, window_indices
 
 HEIGHT, WIDTH = 256, 512
@@ -139,14 +139,7 @@ def sequence_name(path: str | Path) -> str:
 
 def read_timestamps(path: Path) -> tuple[np.ndarray, np.ndarray]:
     """(frame indices int64, seconds float64) of a timestamps.txt of rows '<index> <seconds>', strictly increasing."""
-    if not path.is_file():
-        raise MissingDataError(f"missing timestamps file {path} (rows '<index> <seconds>')")
-    try:
-        table = np.loadtxt(path, ndmin=2, dtype=np.float64)
-    except ValueError as err:
-        raise DatasetFormatError(f"{path}: not a numeric whitespace table ({err})") from err
-    if table.size == 0 or table.shape[1] < 2:
-        raise DatasetFormatError(f"{path}: expected rows of '<index> <seconds>', got an array of shape {table.shape}")
+    table = read_seconds_table(path)
     indices, seconds = table[:, 0], table[:, 1]
     if np.any(indices != np.round(indices)) or len(np.unique(indices)) != len(indices):
         raise DatasetFormatError(f"{path}: column 0 must hold distinct integer frame indices")

@@ -15,11 +15,11 @@ import numpy as np
 
 from dae_jax.data.readers import (
     DatasetFormatError,
-    MissingDataError,
     check_counts,
     check_crop,
     check_sorted,
     read_rgb,
+    read_seconds_table,
     require,
     sorted_files,
     split_folders,
@@ -73,14 +73,7 @@ def default_rgb_folder(path: str | Path) -> str:
 
 def read_timestamps_us(path: Path) -> np.ndarray:
     """int64 µs from column 1 (seconds) of a timestamps table, as float64(seconds) * 1e6 truncated (SPEC 7.5)."""
-    if not path.is_file():
-        raise MissingDataError(f"missing timestamps file {path}")
-    try:
-        table = np.loadtxt(path, ndmin=2, dtype=np.float64)
-    except ValueError as err:
-        raise DatasetFormatError(f"{path}: not a numeric whitespace table ({err})") from err
-    if table.size == 0 or table.shape[1] < 2:
-        raise DatasetFormatError(f"{path}: expected rows of (index, seconds), got an array of shape {table.shape}")
+    table = read_seconds_table(path)
     stamps = (table[:, 1] * 1e6).astype(np.int64)
     check_sorted(stamps, path)
     return stamps
