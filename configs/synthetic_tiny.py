@@ -1,4 +1,5 @@
-"""A tiny DAv2 student trained supervised on the synthetic world: the smallest run that exercises everything.
+"""A tiny DAv2 student trained supervised on the synthetic world: the smallest run that exercises everything
+(the README's first command).
 
   python -m tfds_builders synthetic_events --config small_tencode --data_dir /tmp/tfds
   python launch.py --config=configs/synthetic_tiny.py --workdir=/tmp/tiny --mode=train \
@@ -9,11 +10,12 @@ from configs import common
 
 
 def get_config():
-    """Tiny encoder, 56x70 crops, a few hundred steps."""
+    """Tiny encoder on 252x336 crops seen at 70x98 (as whole frames are at evaluation), a few hundred steps."""
     c = common.get_config()
-    c.model.update(encoder="tiny", input_size_width=70, input_size_height=56)
+    c.model.update(encoder="tiny", input_size_width=98, input_size_height=70)
     c.objective = "supervised"
-    c.data.update(batch_size=8, crop=(56, 70))
-    c.optim.update(lr=1e-3, encoder_lr=1e-3, warmup_steps=10)
-    c.train.update(num_steps=200, log_every=10, checkpoint_every=50)
+    c.data.update(batch_size=8, crop=(252, 336))
+    c.loss.si_lambda = 0.5  # ground truth has a metric scale
+    c.optim.update(lr=3e-4, encoder_lr=3e-4, warmup_steps=20)
+    c.train.update(num_steps=300, log_every=20, checkpoint_every=100)
     return c

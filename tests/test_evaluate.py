@@ -36,7 +36,8 @@ def dataset(tmp_path_factory):
 def run(dataset, tmp_path_factory):
     workdir = str(tmp_path_factory.mktemp("run"))
     c = synthetic_tiny.get_config()
-    c.data.dataset_dir = dataset
+    c.model.update(input_size_width=70, input_size_height=56)
+    c.data.update(dataset_dir=dataset, crop=(56, 70))
     c.train.update(num_steps=2, log_every=1)
     train(c, workdir)
     with open(os.path.join(workdir, "config_train.json"), "w") as f:  # what launch.py writes

@@ -38,8 +38,16 @@ def dataset(tmp_path_factory):
     return str(build("synthetic_events", config, str(tmp_path_factory.mktemp("tfds"))).data_dir)
 
 
+# The tests' settings on top of configs/synthetic_tiny.py (a 64x80 world), as launch.py overrides and as a config.
+OVERRIDES = {"data.crop": (56, 70), "model.input_size_width": 70, "model.input_size_height": 56,
+             "optim.lr": 1e-3, "optim.encoder_lr": 1e-3, "loss.si_lambda": 0.0}
+
+
 def tiny_config(dataset_dir: str, **train):
     c = synthetic_tiny.get_config()
+    for field, value in OVERRIDES.items():
+        section, key = field.split(".")
+        c[section][key] = value
     c.data.dataset_dir = dataset_dir
     c.train.update(**train)
     return c
@@ -123,7 +131,8 @@ def launch_cmd(dataset: str, workdir: str, num_steps: int, *extra: str) -> list[
     return [sys.executable, os.path.join(ROOT, "launch.py"), "--config=configs/synthetic_tiny.py",
             f"--workdir={workdir}", "--mode=train", f"--config.data.dataset_dir={dataset}",
             f"--config.train.num_steps={num_steps}", "--config.train.log_every=1",
-            "--config.train.checkpoint_every=1000", *extra]
+            "--config.train.checkpoint_every=1000",
+            *(f"--config.{k}={v}".replace(" ", "") for k, v in OVERRIDES.items()), *extra]
 
 
 def env(devices: int) -> dict[str, str]:
