@@ -50,7 +50,7 @@ def torch_step(student, teacher, opt, events, rgb, loss_cfg):
     opt.zero_grad()
     loss.backward()
     opt.step()
-    return float(loss)
+    return float(loss.detach())
 
 
 def main() -> None:
