@@ -78,7 +78,8 @@ def main(argv: list[str]) -> None:
 
         params, model_config, trainer_flags = load_weights(config.checkpoint or workdir, None)
         result = evaluate(params, model_config, eval_input_config(config), trainer_flags,
-                          os.path.join(workdir, "eval"), config.eval.batch_size, config.eval.pictures)
+                          os.path.join(workdir, "eval"), config.eval.batch_size, config.eval.pictures,
+                          config.eval.gif)
         logging.info("MEAN abs_rel %.4f  RMSE %.3f  delta1 %.4f", result["mean"]["_abs_rel_diff"],
                      result["mean"]["_RMS_linear"], result["mean"]["_threshold_delta_1.25"])
     elif FLAGS.mode == "export":

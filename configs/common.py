@@ -47,10 +47,11 @@ def get_config() -> ml_collections.ConfigDict:
         remat=False, picture_every=1000,  # TensorBoard pictures of input / prediction / label (0: none)
     ))
     # Evaluation (--mode=eval, and every `every` steps during training when > 0; the best params by `metric`
-    # are kept in <workdir>/best). dataset_dir "" means config.data.dataset_dir; pictures = frames per sequence.
+    # are kept in <workdir>/best). dataset_dir "" means config.data.dataset_dir; pictures = frames per sequence
+    # drawn as events | prediction | ground truth | error, and gif joins them per sequence.
     c.eval = ml_collections.ConfigDict(dict(
         every=0, dataset_dir="", split="test", crop=None, metric="_abs_rel_diff", higher_is_better=False,
-        batch_size=8, pictures=0,
+        batch_size=8, pictures=0, gif=False,
     ))
     # --mode=export: where to write (default <workdir>/export/model.pth) and the evaluation flags stored with it.
     c.export = ml_collections.ConfigDict(dict(

@@ -50,7 +50,7 @@ def test_checkpoint_and_exported_pth_give_identical_metrics(run, dataset, tmp_pa
     assert flags["use_logdepth"] is True  # the run trained in log-depth space
     data = InputConfig(dataset_dir=dataset, split="test", batch_size=1, shuffle=False)
     out = str(tmp_path / "orbax")
-    from_run = evaluate(params, model_config, data, flags, out, batch_size=3, pictures=2)
+    from_run = evaluate(params, model_config, data, flags, out, batch_size=3, pictures=2, gif=True)
     pth = str(tmp_path / "model.pth")
     export_torch_checkpoint(pth, params, model_config, trainer=flags)
     p2, c2, f2 = load_weights(pth)
@@ -65,6 +65,10 @@ def test_checkpoint_and_exported_pth_give_identical_metrics(run, dataset, tmp_pa
         from_run["mean"]["_abs_rel_diff"])
     pictures = sorted(os.listdir(os.path.join(out, "pictures", "synth_test_000")))
     assert pictures == ["000000.png", "000001.png"]
+    from PIL import Image
+
+    gif = Image.open(os.path.join(out, "pictures", "synth_test_000.gif"))
+    assert gif.n_frames == 2 and gif.size == (4 * 80, 64)  # events | prediction | ground truth | error
 
 
 def test_recurrent_state_resets_per_sequence(dataset, tmp_path):

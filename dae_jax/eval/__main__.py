@@ -30,6 +30,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--reg_factor", type=float, default=None)
     parser.add_argument("--clip_distance", type=float, default=None)
     parser.add_argument("--pictures", type=int, default=0, help="frames per sequence to draw")
+    parser.add_argument("--gif", action="store_true", help="join each sequence's pictures into a GIF")
     parser.add_argument("--batch_size", type=int, default=8)
     args = parser.parse_args(argv)
     params, model_config, flags = load_weights(args.weights)
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
             flags[key] = getattr(args, key)
     data = InputConfig(dataset_dir=args.dataset_dir, split=args.split, batch_size=1, crop=args.crop,
                        load_depth=True, shuffle=False)
-    result = evaluate(params, model_config, data, flags, args.output, args.batch_size, args.pictures)
+    result = evaluate(params, model_config, data, flags, args.output, args.batch_size, args.pictures, args.gif)
     mean = result["mean"]
     print(" ".join(f"{k}={mean[k]:.4f}" for k in ("_abs_rel_diff", "_RMS_linear", "_threshold_delta_1.25")))
     return 0

@@ -73,11 +73,13 @@ def eval_input_config(config: Any) -> InputConfig:
 
 
 def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig, flags: Mapping[str, Any],
-             output_dir: str | None = None, batch_size: int = 8, pictures: int = 0) -> dict[str, Any]:
+             output_dir: str | None = None, batch_size: int = 8, pictures: int = 0, gif: bool = False
+             ) -> dict[str, Any]:
     """Evaluate on every sequence of `data.split`; write eval.csv / eval.json (and pictures) to output_dir.
 
     `flags`: use_logdepth, use_scaleshift, reg_factor, clip_distance (the reference's test flags; absent ones
-    take its CLI defaults). `pictures`: how many frames per sequence to draw (0: none).
+    take its CLI defaults). `pictures`: how many frames per sequence to draw (0: none); `gif`: also join each
+    sequence's pictures into pictures/<sequence>.gif.
     """
     flags = {"use_logdepth": False, "use_scaleshift": False, "reg_factor": 3.70378, "clip_distance": 80.0,
              **dict(flags)}
@@ -117,6 +119,12 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
                 drawn = _record(acc, name, f, pred, flags, output_dir, drawn, pictures)
                 progress.update(1)
     progress.close()
+    if output_dir and pictures and gif:
+        from dae_jax.eval.visualize import assemble_gif
+
+        for name, _, _ in split.sequences:
+            folder = os.path.join(output_dir, "pictures", name.replace("/", "_"))
+            assemble_gif(folder, folder + ".gif")
     result = {"sequences": acc.sequence_means(), "mean": acc.overall_mean(), "flags": flags}
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)

@@ -68,3 +68,16 @@ def save_frame_pictures(folder: str, index: int, events: np.ndarray, prediction_
     path = os.path.join(folder, f"{index:06d}.png")
     Image.fromarray(np.concatenate(panels, axis=1)).save(path)
     return path
+
+
+def assemble_gif(folder: str, path: str, fps: float = 10.0) -> str | None:
+    """Join the PNG frames of `folder` (sorted by name) into an animated GIF at `path`; None if there are none."""
+    import glob
+
+    from PIL import Image
+
+    frames = [Image.open(f) for f in sorted(glob.glob(f"{folder}/*.png"))]
+    if not frames:
+        return None
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=int(1000 / fps), loop=0)
+    return path
