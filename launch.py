@@ -37,6 +37,8 @@ _CLUSTER_ENV = ("TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS", "SLURM_
 def _initialize_distributed() -> None:
     if FLAGS.coordinator_address:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
+        if not jax.config.jax_compilation_cache_dir:  # lets the trainer compile once before its first collective
+            jax.config.update("jax_compilation_cache_dir", os.path.join(os.path.abspath(FLAGS.workdir), "xla_cache"))
         jax.distributed.initialize(FLAGS.coordinator_address, FLAGS.num_processes, FLAGS.process_id)
     elif any("," in os.environ.get(k, "") or os.environ.get(k, "1") not in ("", "1") for k in _CLUSTER_ENV):
         jax.distributed.initialize()

@@ -145,8 +145,15 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
     last: dict[str, Any] = {}
     start = time.perf_counter()
     try:
+        batch = next(data_iter) if step < num_steps else None
+        if batch is not None and jax.process_count() > 1:
+            # Compile (into the compilation cache) before the first cross-host collective, then line the hosts
+            # up: CPU (gloo) collectives give up when one host is still compiling 30 s after another.
+            p_step.lower(r_state, shard(batch, keys), r_teacher).compile()
+            _barrier("dae_jax_compiled")
         while step < num_steps:
-            batch = next(data_iter)
+            if batch is None:
+                batch = next(data_iter)
             r_state, metrics = p_step(r_state, shard(batch, keys), r_teacher)
             step += 1
             metrics = {k: float(np.asarray(v)[0]) for k, v in metrics.items()}
@@ -178,6 +185,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
             if stop:
                 logging.warning("SIGTERM: saved step %d to %s; exiting", step, checkpointer.directory)
                 break
+            batch = None
         if jax.process_count() > 1:  # the data-parallel replicas on all hosts must hold the same parameters
             from jax.experimental import multihost_utils
 
@@ -227,6 +235,13 @@ class _PictureSummary:
             label, _ = self.targets("supervised", self.config.loss, batch["depth"][:1, 0], None)
         panels = [event_image(x[0, 0]), self._to_picture(prediction), self._to_picture(np.asarray(label[0]))]
         writer.add_image("train/input_prediction_label", np.concatenate(panels, axis=1), step, dataformats="HWC")
+
+
+def _barrier(name: str, timeout_s: int = 1800) -> None:
+    """Wait until every process gets here (through the coordination service, not a device collective)."""
+    from jax._src import distributed
+
+    distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
 
 
 def _read_best(workdir: str) -> dict | None:
