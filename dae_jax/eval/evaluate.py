@@ -95,12 +95,6 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
     for name, frames in iterate_sequences(data):
         states, pending = None, []
         drawn = 0
-
-        def flush(pending):
-            x = jnp.asarray(np.concatenate([f["events"][:, 0] for f in pending]))
-            preds = np.asarray(run(params, x))
-            return list(preds)
-
         for frame in frames:
             if model.recurrent:
                 depth_pred, states = run(params, jnp.asarray(frame["events"][:, 0]), states)
@@ -109,13 +103,13 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
                 pending.append(frame)
                 if len(pending) < batch_size:
                     continue
-                outputs = list(zip(pending, flush(pending), strict=True))
+                outputs = list(zip(pending, _predict(run, params, pending), strict=True))
                 pending = []
             for f, pred in outputs:
                 drawn = _record(acc, name, f, pred, flags, output_dir, drawn, pictures)
                 progress.update(1)
         if pending:
-            for f, pred in zip(pending, flush(pending), strict=True):
+            for f, pred in zip(pending, _predict(run, params, pending), strict=True):
                 drawn = _record(acc, name, f, pred, flags, output_dir, drawn, pictures)
                 progress.update(1)
     progress.close()
@@ -131,6 +125,12 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
         acc.to_csv(os.path.join(output_dir, "eval.csv"))
         acc.to_json(os.path.join(output_dir, "eval.json"))
     return result
+
+
+def _predict(run, params, frames) -> list[np.ndarray]:
+    """One jitted call on a batch of single frames -> their depth maps."""
+    x = jnp.asarray(np.concatenate([f["events"][:, 0] for f in frames]))
+    return list(np.asarray(run(params, x)))
 
 
 def _record(acc, name, frame, pred, flags, output_dir, drawn, pictures) -> int:

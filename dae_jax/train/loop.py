@@ -26,7 +26,7 @@ from dae_jax.data.pipeline import InputConfig, make_loader
 from dae_jax.eval.metrics import METRIC_KEYS
 from dae_jax.models import model_from_config, target_size
 from dae_jax.train.checkpoint import Checkpointer
-from dae_jax.train.state import create_train_state, init_params, load_into, make_optimizer, param_groups
+from dae_jax.train.state import create_train_state, init_params, make_optimizer, merge_params, param_groups
 from dae_jax.train.step import LABEL_SPACES, OBJECTIVES, make_train_step
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -103,7 +103,7 @@ def build_student(config: Any):
     net = target_size(*config.data.crop, student.input_width, student.input_height)
     params = init_params(student, jax.random.PRNGKey(config.train.seed), *net)
     if config.checkpoint:
-        params, kept = load_into(student, params, config.checkpoint)
+        params, kept = merge_params(params, load_params(config.checkpoint)[0], config.checkpoint)
         logging.info("student from %s; %d tensors keep their fresh init: %s", config.checkpoint, len(kept), kept[:8])
     return student, params
 

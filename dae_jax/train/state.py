@@ -11,7 +11,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from dae_jax.convert import ConversionError, load_params
+from dae_jax.convert import ConversionError
 from dae_jax.convert.mapping import flatten, unflatten
 from dae_jax.models import DepthAnythingV2
 
@@ -106,12 +106,6 @@ def merge_params(target: Mapping, loaded: Mapping, source: str) -> tuple[dict, l
                               f"wrong shapes {misshaped[:10]}")
     merged = {k: jnp.asarray(flat_loaded.get(k, v), jnp.float32) for k, v in flat_target.items()}
     return unflatten(merged), sorted(set(flat_target) - set(flat_loaded))
-
-
-def load_into(model: DepthAnythingV2, params: Mapping, path: str) -> tuple[dict, list[str]]:
-    """Load a checkpoint (official .pth, exported .pth/.safetensors, dae_jax params) into `params`."""
-    loaded, _ = load_params(path)
-    return merge_params(params, loaded, path)
 
 
 def create_train_state(params: Any, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
