@@ -1,4 +1,7 @@
-"""Entry point: python launch.py --config=configs/X.py --workdir=DIR --mode=train|export|predict [--config.k=v].
+"""Entry point: python launch.py --config=configs/X.py --workdir=DIR --mode=MODE [--config.k=v].
+
+demo    the end-to-end demo of configs/demo.py (dae_jax/demo.py): teacher, distilled and supervised students,
+        evaluation table, PyTorch export check.
 
 train   trains (distillation, supervised or fine-tuning, as the config says); resumes from <workdir>/checkpoints.
 eval    evaluates `config.checkpoint` (or this workdir's training run) with the paper's protocol -> <workdir>/eval.
@@ -22,7 +25,7 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs (created if needed).")
-flags.DEFINE_enum("mode", None, ["train", "eval", "export", "predict"], "What to run.")
+flags.DEFINE_enum("mode", None, ["train", "eval", "export", "predict", "demo"], "What to run.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs without a "
                     "cluster environment (e.g. two local processes); TPU pods are detected automatically.")
 flags.DEFINE_integer("num_processes", None, "With --coordinator_address: the number of processes.")
@@ -71,7 +74,11 @@ def main(argv: list[str]) -> None:
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # a local path or a bucket (gs://...)
     if jax.process_index() == 0:
         (epath.Path(workdir) / f"config_{FLAGS.mode}.json").write_text(json.dumps(config.to_dict(), indent=2))
-    if FLAGS.mode == "train":
+    if FLAGS.mode == "demo":
+        from dae_jax.demo import run_demo
+
+        run_demo(config, workdir)
+    elif FLAGS.mode == "train":
         from dae_jax.train.loop import train
 
         train(config, workdir)

@@ -36,7 +36,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Loss and label space (see dae_jax/train/step.py and the README for the reasoning).
     c.loss = ml_collections.ConfigDict(dict(
         label_space="logdepth", si_lambda=0.0, gradient_weight=0.5, gradient_scales=4, ssi_alpha=0.5,
-        reg_factor=3.70378, clip_distance=80.0,
+        reg_factor=3.70378, clip_distance=80.0, disparity_loss="ssi",
     ))
     c.optim = ml_collections.ConfigDict(dict(
         lr=5e-5, encoder_lr=5e-6, weight_decay=0.01, b1=0.9, b2=0.999, warmup_steps=500, schedule="cosine",
@@ -46,6 +46,8 @@ def get_config() -> ml_collections.ConfigDict:
         num_steps=20_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3, seed=0, dtype="float32",
         remat=False, picture_every=1000,  # TensorBoard pictures of input / prediction / label (0: none)
     ))
+    # Set to start the head's last bias at this value (models with a ReLU output trained from scratch).
+    c.train.output_bias_init = ml_collections.config_dict.placeholder(float)
     # Evaluation (--mode=eval, and every `every` steps during training when > 0; the best params by `metric`
     # are kept in <workdir>/best). dataset_dir "" means config.data.dataset_dir; pictures = frames per sequence
     # drawn as events | prediction | ground truth | error, and gif joins them per sequence.

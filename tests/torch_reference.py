@@ -39,6 +39,8 @@ ENCODERS: dict[str, dict] = {
     "vitg": dict(
         dim=1536, depth=40, ffn="swiglu", features=384, out_channels=(1536,) * 4, layers=(9, 19, 29, 39)
     ),
+    # Not a DINOv2 size: dae_jax's small encoder for tests and the demo (2 heads of 64).
+    "tiny": dict(dim=128, depth=4, ffn="mlp", features=32, out_channels=(16, 32, 64, 128), layers=(0, 1, 2, 3)),
 }
 
 LSTMState = tuple[Tensor, Tensor]

@@ -10,9 +10,10 @@ or an official / exported PyTorch `.pth` (converted on the fly).
 
 from __future__ import annotations
 
+import functools
 import json
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import jax
@@ -73,13 +74,17 @@ def eval_input_config(config: Any) -> InputConfig:
 
 
 def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig, flags: Mapping[str, Any],
-             output_dir: str | None = None, batch_size: int = 8, pictures: int = 0, gif: bool = False
+             output_dir: str | None = None, batch_size: int = 8, pictures: int = 0, gif: bool = False,
+             input_key: str = "events", transform: Callable[[np.ndarray], np.ndarray] | None = None
              ) -> dict[str, Any]:
     """Evaluate on every sequence of `data.split`; write eval.csv / eval.json (and pictures) to output_dir.
 
     `flags`: use_logdepth, use_scaleshift, reg_factor, clip_distance (the reference's test flags; absent ones
-    take its CLI defaults). `pictures`: how many frames per sequence to draw (0: none); `gif`: also join each
-    sequence's pictures into pictures/<sequence>.gif.
+    take its CLI defaults). `pictures`: how many frames per sequence to draw (0: none); their metric-depth
+    predictions are also returned under "pictures" as {(sequence, frame index): (H, W)}. `gif`: also join each
+    sequence's pictures into pictures/<sequence>.gif. `input_key`: the model's input ('rgb' evaluates a frame
+    model, with data.load_rgb); `transform`: applied to each raw prediction before the protocol (e.g. a frame
+    teacher's relative inverse depth -> log depth).
     """
     flags = {"use_logdepth": False, "use_scaleshift": False, "reg_factor": 3.70378, "clip_distance": 80.0,
              **dict(flags)}
@@ -89,7 +94,9 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
         run = jax.jit(lambda p, x, s: model.apply({"params": p}, x, s, method=model.infer_step))
     else:
         run = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.infer))
-    acc = M.SequenceAccumulator()
+    acc, shown = M.SequenceAccumulator(), {}
+    record = functools.partial(_record, acc, flags=flags, output_dir=output_dir, pictures=pictures,
+                               input_key=input_key, transform=transform, shown=shown)
     split = read_split(data.dataset_dir, data.split)
     progress = tqdm(total=sum(n for _, _, n in split.sequences), desc=f"eval {data.split}", unit="frame")
     for name, frames in iterate_sequences(data):
@@ -97,20 +104,20 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
         drawn = 0
         for frame in frames:
             if model.recurrent:
-                depth_pred, states = run(params, jnp.asarray(frame["events"][:, 0]), states)
+                depth_pred, states = run(params, jnp.asarray(frame[input_key][:, 0]), states)
                 outputs = [(frame, np.asarray(depth_pred[0]))]
             else:
                 pending.append(frame)
                 if len(pending) < batch_size:
                     continue
-                outputs = list(zip(pending, _predict(run, params, pending), strict=True))
+                outputs = list(zip(pending, _predict(run, params, pending, input_key), strict=True))
                 pending = []
             for f, pred in outputs:
-                drawn = _record(acc, name, f, pred, flags, output_dir, drawn, pictures)
+                drawn = record(name, f, pred, drawn)
                 progress.update(1)
         if pending:
-            for f, pred in zip(pending, _predict(run, params, pending), strict=True):
-                drawn = _record(acc, name, f, pred, flags, output_dir, drawn, pictures)
+            for f, pred in zip(pending, _predict(run, params, pending, input_key), strict=True):
+                drawn = record(name, f, pred, drawn)
                 progress.update(1)
     progress.close()
     if output_dir and pictures and gif:
@@ -119,7 +126,7 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
         for name, _, _ in split.sequences:
             folder = os.path.join(output_dir, "pictures", name.replace("/", "_"))
             assemble_gif(folder, folder + ".gif")
-    result = {"sequences": acc.sequence_means(), "mean": acc.overall_mean(), "flags": flags}
+    result = {"sequences": acc.sequence_means(), "mean": acc.overall_mean(), "flags": flags, "pictures": shown}
     if output_dir:
         os.makedirs(output_dir, exist_ok=True)
         acc.to_csv(os.path.join(output_dir, "eval.csv"))
@@ -127,22 +134,26 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
     return result
 
 
-def _predict(run, params, frames) -> list[np.ndarray]:
+def _predict(run, params, frames, input_key: str) -> list[np.ndarray]:
     """One jitted call on a batch of single frames -> their depth maps."""
-    x = jnp.asarray(np.concatenate([f["events"][:, 0] for f in frames]))
+    x = jnp.asarray(np.concatenate([f[input_key][:, 0] for f in frames]))
     return list(np.asarray(run(params, x)))
 
 
-def _record(acc, name, frame, pred, flags, output_dir, drawn, pictures) -> int:
+def _record(acc, name, frame, pred, drawn, *, flags, output_dir, pictures, input_key, transform, shown) -> int:
+    """Add one frame's metrics; draw it (and keep its prediction) while fewer than `pictures` are drawn."""
     depth = frame["depth"][0, 0]
+    pred = transform(pred) if transform else pred
     acc.add(name, M.evaluate_frame(pred, depth, **flags))
-    if output_dir and drawn < pictures:
+    if drawn >= pictures:
+        return drawn
+    prediction_m = M.prepare_prediction(pred, depth, flags["use_logdepth"], flags["use_scaleshift"],
+                                        flags["reg_factor"], flags["clip_distance"])
+    index = int(frame["frame_index"][0, 0])
+    shown[(name, index)] = prediction_m
+    if output_dir:
         from dae_jax.eval.visualize import save_frame_pictures
 
-        shown = M.prepare_prediction(pred, depth, flags["use_logdepth"], flags["use_scaleshift"],
-                                     flags["reg_factor"], flags["clip_distance"])
-        index = int(frame["frame_index"][0, 0])
         save_frame_pictures(os.path.join(output_dir, "pictures", name.replace("/", "_")), index,
-                            frame["events"][0, 0], shown, M.prepare_target(depth, flags["clip_distance"]))
-        return drawn + 1
-    return drawn
+                            frame[input_key][0, 0], prediction_m, M.prepare_target(depth, flags["clip_distance"]))
+    return drawn + 1

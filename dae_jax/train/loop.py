@@ -102,6 +102,11 @@ def build_student(config: Any):
     student = model_from_config(config.model.to_dict(), DTYPES[config.train.dtype], config.train.remat)
     net = target_size(*config.data.crop, student.input_width, student.input_height)
     params = init_params(student, jax.random.PRNGKey(config.train.seed), *net)
+    if config.train.get("output_bias_init") is not None:
+        # A ReLU output (official DAv2) trained from scratch starts mostly at 0 and stays dead; a positive last
+        # bias starts every pixel alive. A checkpoint, if given, overwrites it below.
+        bias = params["depth_head"]["output_conv2_2"]["bias"]
+        params["depth_head"]["output_conv2_2"]["bias"] = jnp.full_like(bias, config.train.output_bias_init)
     if config.checkpoint:
         params, kept = merge_params(params, load_params(config.checkpoint)[0], config.checkpoint)
         logging.info("student from %s; %d tensors keep their fresh init: %s", config.checkpoint, len(kept), kept[:8])
@@ -170,7 +175,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
                 last = {"step": step, "loss": metrics["loss"], "grad_norm": metrics["grad_norm"],
                         "examples_per_s": rate}
                 if is_chief:
-                    logging.info("step %d/%d  loss %.5f  grad_norm %.3f  %.2f examples/s  ETA %s", step, num_steps,
+                    logging.info("step %d/%d  loss %.5f  grad_norm %.3g  %.2f examples/s  ETA %s", step, num_steps,
                                  metrics["loss"], metrics["grad_norm"], rate, _hms(eta))
                     for k, v in last.items():
                         if k != "step":

@@ -12,7 +12,11 @@ Label spaces (config.loss.label_space):
              up to a per-image constant (r clamped to [r_max e^-reg, r_max]). Loss: the scale-invariant loss
              on l (a constant offset in l is a depth scale) plus the multi-scale gradient loss.
   disparity  the student predicts affine-invariant inverse depth; ground truth is 1/d; the teacher's output is
-             used as it is. Loss: the scale-and-shift-invariant (MiDaS) loss.
+             used as it is. Loss (config.loss.disparity_loss): 'ssi', the scale-and-shift-invariant (MiDaS) loss;
+             or 'max_normalized', MSE + gradient loss against the target divided by its per-image max. SSI has a
+             zero gradient at a constant prediction, where a ReLU-output model trained from scratch (a frame
+             teacher stand-in) collapses; 'max_normalized' has none (the output learns 1/d up to the image's
+             scale, which is all the distillation uses).
 """
 
 from __future__ import annotations
@@ -30,6 +34,7 @@ from dae_jax.train import losses
 from dae_jax.train.state import TrainState
 
 LABEL_SPACES = ("logdepth", "disparity")
+DISPARITY_LOSSES = ("ssi", "max_normalized")
 OBJECTIVES = ("distill", "supervised")
 
 
@@ -77,7 +82,12 @@ def per_image_loss(loss_cfg: Mapping, prediction: jnp.ndarray, target: jnp.ndarr
             if weight:
                 value = value + weight * losses.multiscale_gradient_loss(p, t, m, 1, int(loss_cfg["gradient_scales"]))
             return value
-        return losses.ssi_loss(p, t, m, float(loss_cfg["ssi_alpha"]), int(loss_cfg["gradient_scales"]), "batch")
+        alpha, scales = float(loss_cfg["ssi_alpha"]), int(loss_cfg["gradient_scales"])
+        if loss_cfg.get("disparity_loss", "ssi") == "max_normalized":
+            t = t / jnp.maximum(jnp.max(jnp.where(m, t, 0.0)), 1e-12)
+            value = losses.midas_mse(p, t, m, "batch")
+            return value + alpha * losses.gradient_loss(p, t, m, scales, "batch") if alpha else value
+        return losses.ssi_loss(p, t, m, alpha, scales, "batch")
 
     return jax.vmap(one)(prediction, target, mask)
 
@@ -97,6 +107,9 @@ def make_train_step(student: DepthAnythingV2, teacher: DepthAnythingV2 | None, o
         raise ValueError(f"config.objective must be one of {OBJECTIVES}, got {objective!r}")
     if loss_cfg["label_space"] not in LABEL_SPACES:
         raise ValueError(f"config.loss.label_space must be one of {LABEL_SPACES}, got {loss_cfg['label_space']!r}")
+    if loss_cfg.get("disparity_loss", "ssi") not in DISPARITY_LOSSES:
+        raise ValueError(f"config.loss.disparity_loss must be one of {DISPARITY_LOSSES}, "
+                         f"got {loss_cfg['disparity_loss']!r}")
     if objective == "distill" and teacher is None:
         raise ValueError("objective 'distill' needs a teacher (config.teacher)")
 

@@ -1,0 +1,46 @@
+"""The embedded default: the Depth AnyEvent paradigm end to end on the synthetic world, on one CPU machine.
+
+  python launch.py --config=configs/demo.py --workdir=runs/demo --mode=demo
+
+Stages (dae_jax/demo.py): build the synthetic dataset -> train a tiny frame teacher of the DAv2 architecture on RGB
+(the stand-in for the foundation model) -> distil DepthAnyEvent (DAv2) and DepthAnyEvent-R students from its
+proxy labels -> train the same students supervised -> evaluate everything -> export the distilled student to
+PyTorch and check it against the reference. With the real teacher the stand-in is not trained:
+  --config.teacher.checkpoint=depth_anything_v2_vitl.pth  (the encoder is read from the weights)
+
+The top-level keys are the students' shared settings (as in every other config); `demo` holds what differs per
+stage. Every size here is for the demo only: the tiny encoder and short schedules fit 2 CPU cores in minutes.
+"""
+
+import ml_collections
+
+from configs import common
+
+
+def get_config():
+    """Tiny models at 70x98, 252x336 crops of a 6+2 sequence synthetic world, ~300 steps per model."""
+    c = common.get_config()
+    c.model.update(encoder="tiny", input_size_width=98, input_size_height=70)
+    c.data.update(batch_size=8, crop=(252, 336))
+    c.optim.update(lr=3e-4, encoder_lr=3e-4, warmup_steps=20)
+    c.train.update(num_steps=300, log_every=50, checkpoint_every=100, picture_every=0)
+    c.eval.update(batch_size=8, pictures=3, gif=False)
+    # The stand-in teacher: official DAv2 semantics (ReLU, relative inverse depth), tiny encoder, trained here.
+    c.teacher.model = dict(model_type="DAv2", encoder="tiny", official=True, input_size_width=98,
+                           input_size_height=70)
+    c.demo = ml_collections.ConfigDict(dict(
+        # The synthetic world (tfds_builders.synthetic_events.SyntheticConfig); built once under data_dir.
+        data_dir="",  # "" -> <workdir>/data
+        dataset=dict(name="demo_tencode", num_train=6, num_test=2, frames_per_sequence=40, seed=0),
+        teacher_steps=400,  # stage (a): supervised on RGB + ground truth, disparity (SSI) loss
+        teacher_loss="max_normalized",  # its config.loss.disparity_loss (SSI collapses from scratch, see step.py)
+        teacher_output_bias=1.0,  # config.train.output_bias_init of the teacher: its ReLU output starts alive
+        recurrent_clip_length=4,  # DepthAnyEvent-R trains on clips of 4 consecutive stacks, batch / 4 clips
+        students=("dav2", "recdav2"),
+        objectives=("distill", "supervised"),
+        # Supervised students use the metric scale of the ground truth; distilled ones learn the teacher's
+        # relative depth (si_lambda 0: the proxy labels have a fixed normalisation, see dae_jax/train/step.py).
+        si_lambda=dict(distill=0.0, supervised=0.5),
+        parity_frames=4,  # test frames predicted by both the exported PyTorch model and the JAX one
+    ))
+    return c

@@ -1,0 +1,334 @@
+"""The end-to-end demo (`launch.py --mode=demo --config=configs/demo.py`): the paper's paradigm in miniature.
+
+Stages, each in its own directory under the workdir so that an interrupted demo resumes where it stopped:
+  1. data      the synthetic world as a TFDS dataset (RGB frames, Tencode event stacks, ground-truth depth)
+  2. teacher   a frame model of the DAv2 architecture trained on RGB + ground truth: the stand-in for the
+               foundation model (skipped when config.teacher.checkpoint names real weights)
+  3-6. students  DepthAnyEvent (DAv2) and DepthAnyEvent-R, distilled from the teacher's proxy labels on the
+               aligned RGB frames (never ground truth), and the same students trained supervised on ground truth
+  7. evaluate  every model, an untrained student of each kind and the teacher's proxy labels, on the test split
+               with the paper's protocol -> the results table (Table 3 in miniature) and pictures
+  8. export    the distilled students as PyTorch checkpoints, checked against the PyTorch reference
+               (tests/torch_reference.py) on test frames
+Outputs: <workdir>/results.md, results.json, comparison.png and each stage's eval/ pictures.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import ml_collections
+import numpy as np
+from absl import logging
+
+from dae_jax.data.pipeline import InputConfig, iterate_sequences
+from dae_jax.eval import metrics as M
+
+STUDENT_NAMES = {"dav2": "DepthAnyEvent (DAv2)", "recdav2": "DepthAnyEvent-R"}
+LABEL_NAMES = {"distill": "distilled (teacher's proxy labels)", "supervised": "supervised (ground truth)",
+               "untrained": "untrained (initial weights)", "teacher": "ground truth, RGB frames"}
+TABLE_COLUMNS = (("Abs Rel ↓", "_abs_rel_diff", 3), ("Sq Rel ↓", "_squ_rel_diff", 3), ("RMSE ↓", "_RMS_linear", 2),
+                 ("RMSE log ↓", "_RMS_log", 3), ("δ<1.25 ↑", "_threshold_delta_1.25", 3),
+                 ("δ<1.25² ↑", "_threshold_delta_1.25^2", 3), ("δ<1.25³ ↑", "_threshold_delta_1.25^3", 3))
+PARITY_LIMIT = 1e-4  # max |PyTorch - JAX| / max |JAX| accepted for the exported students
+
+
+class _Stages:
+    """Prints where the demo is: stage k of n, its title, and the time since the demo started."""
+
+    def __init__(self, total: int):
+        self.total, self.index, self.start = total, 0, time.perf_counter()
+        self.timings: dict[str, float] = {}
+        self._name, self._began = "", 0.0
+
+    def begin(self, name: str, title: str) -> None:
+        self.end()
+        self.index += 1
+        self._name, self._began = name, time.perf_counter()
+        logging.info("==== demo [%d/%d] %s  (%s elapsed)", self.index, self.total, title, self.elapsed())
+
+    def end(self) -> None:
+        if self._name:
+            self.timings[self._name] = round(time.perf_counter() - self._began, 1)
+            self._name = ""
+
+    def elapsed(self) -> str:
+        seconds = int(time.perf_counter() - self.start)
+        return f"{seconds // 60}:{seconds % 60:02d}"
+
+
+def _stage_config(config: Any, dataset_dir: str, **changes: Any) -> ml_collections.ConfigDict:
+    """An unlocked copy of the demo config for one training run; `changes` are dotted keys."""
+    c = ml_collections.ConfigDict(config.to_dict())
+    c.data.dataset_dir = dataset_dir
+    for key, value in changes.items():
+        node = c
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+def _train_stage(c: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict[str, Any], dict[str, Any]]:
+    """Train (or resume / skip when finished) in workdir; (params, model config, evaluation flags) of the result."""
+    from dae_jax.eval.evaluate import load_run
+    from dae_jax.train.loop import train
+
+    os.makedirs(workdir, exist_ok=True)
+    with open(os.path.join(workdir, "config_train.json"), "w") as f:
+        json.dump(c.to_dict(), f, indent=2)
+    train(c, workdir)
+    return load_run(workdir)
+
+
+def student_config(config: Any, dataset_dir: str, student: str, objective: str, teacher: tuple[str, dict] | None
+                   ) -> ml_collections.ConfigDict:
+    """The training config of one student ('dav2' | 'recdav2') under one objective ('distill' | 'supervised')."""
+    if student not in STUDENT_NAMES:
+        raise ValueError(f"config.demo.students: unknown student {student!r}; expected one of {sorted(STUDENT_NAMES)}")
+    if objective not in ("distill", "supervised"):
+        raise ValueError(f"config.demo.objectives: unknown objective {objective!r}; expected distill or supervised")
+    changes: dict[str, Any] = {"objective": objective, "loss.label_space": "logdepth",
+                               "loss.si_lambda": float(config.demo.si_lambda[objective])}
+    if student == "recdav2":
+        clip = int(config.demo.recurrent_clip_length)
+        if config.data.batch_size % clip:
+            raise ValueError(f"config.data.batch_size ({config.data.batch_size}) must be a multiple of "
+                             f"config.demo.recurrent_clip_length ({clip}): DepthAnyEvent-R sees batch / clip clips")
+        changes.update({"model.model_type": "RecDAv2", "model.recurrent_block_type": "convlstm",
+                        "data.clip_length": clip, "data.batch_size": config.data.batch_size // clip})
+    if objective == "distill":
+        changes.update({"teacher.checkpoint": teacher[0], "teacher.model": teacher[1]})
+    return _stage_config(config, dataset_dir, **changes)
+
+
+def build_dataset(config: Any, data_dir: str) -> str:
+    """Generate (once) the demo's synthetic world; returns the TFDS version directory."""
+    from tfds_builders import build
+    from tfds_builders.synthetic_events.synthetic_events_dataset_builder import SyntheticConfig
+
+    d = config.demo.dataset.to_dict()
+    name = d.pop("name")
+    synthetic = SyntheticConfig(name=name, event_format="tencode", description="the demo's synthetic world", **d)
+    builder = build("synthetic_events", synthetic, data_dir)
+    return str(builder.data_path)
+
+
+def _teacher(config: Any, workdir: str, dataset_dir: str, stages: _Stages) -> tuple[str, dict]:
+    """(checkpoint, model config) of the teacher: the given weights, or a stand-in trained here on RGB."""
+    if config.teacher.checkpoint:
+        stages.begin("teacher", f"teacher: {config.teacher.checkpoint} (not trained here)")
+        # The architecture comes from the weights; official semantics and the input size from the config.
+        keep = ("official", "input_size_width", "input_size_height")
+        return config.teacher.checkpoint, {k: config.teacher.model[k] for k in keep}
+    from dae_jax.convert import save_flax_params
+
+    stages.begin("teacher", "train the frame teacher (DAv2 architecture) on RGB frames + ground truth")
+    c = _stage_config(config, dataset_dir, model=config.teacher.model.to_dict(), input="rgb", objective="supervised",
+                      checkpoint="", **{"loss.label_space": "disparity", "loss.disparity_loss": config.demo.teacher_loss, "train.num_steps": config.demo.teacher_steps,
+                         "train.output_bias_init": config.demo.teacher_output_bias})
+    params, model_config, _ = _train_stage(c, os.path.join(workdir, "teacher"))
+    path = os.path.join(workdir, "teacher", "teacher.msgpack")
+    save_flax_params(path, params, model_config)
+    return path, model_config
+
+
+def _teacher_labels_as_logdepth(reg: float) -> Callable[[np.ndarray], np.ndarray]:
+    """The distillation targets' conversion (relative inverse depth -> log depth), for evaluating proxy labels."""
+    from dae_jax.train.step import disparity_to_logdepth
+
+    return lambda r: np.asarray(disparity_to_logdepth(np.asarray(r, np.float32), reg))
+
+
+def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, dict]:
+    """Evaluate the teacher's proxy labels, an untrained student of each kind and every trained student."""
+    from dae_jax.convert import load_params
+    from dae_jax.eval.evaluate import evaluate
+    from dae_jax.models import model_to_config
+    from dae_jax.train.loop import build_student
+
+    loss = config.loss
+    flags = {"use_logdepth": True, "use_scaleshift": False, "reg_factor": loss.reg_factor,
+             "clip_distance": loss.clip_distance}
+    data = InputConfig(dataset_dir=dataset_dir, split=config.eval.split, batch_size=1, crop=config.eval.crop,
+                       representation=dict(config.data.representation), load_depth=True, load_rgb=True,
+                       shuffle=False)
+    common = dict(batch_size=config.eval.batch_size, pictures=config.eval.pictures, gif=config.eval.gif)
+    results = {}
+    params, model_config = load_params(teacher[0], teacher[1])
+    logging.info("evaluating the teacher's proxy labels on the test RGB frames")
+    results["teacher"] = evaluate(params, model_config, data, flags, os.path.join(workdir, "eval", "teacher"),
+                                  input_key="rgb", transform=_teacher_labels_as_logdepth(loss.reg_factor), **common)
+    for student in config.demo.students:
+        c = student_config(config, dataset_dir, student, "supervised", None)
+        model, params = build_student(c)
+        logging.info("evaluating an untrained %s", STUDENT_NAMES[student])
+        results[f"{student}/untrained"] = evaluate(params, model_to_config(model), data, flags,
+                                                   os.path.join(workdir, "eval", f"{student}_untrained"), **common)
+        for objective in config.demo.objectives:
+            params, model_config, _ = trained[(student, objective)]
+            logging.info("evaluating %s, %s", STUDENT_NAMES[student], objective)
+            results[f"{student}/{objective}"] = evaluate(params, model_config, data, flags,
+                                                         os.path.join(workdir, "eval", f"{student}_{objective}"),
+                                                         **common)
+    return results
+
+
+def check_torch_export(path: str, params: dict, model_config: dict[str, Any], frames: np.ndarray) -> float:
+    """Predict `frames` (T, H, W, C) with the exported .pth in the PyTorch reference and with JAX (one clip,
+    state carried, for DepthAnyEvent-R); returns max |PyTorch - JAX| / max |JAX|."""
+    import torch
+
+    from dae_jax.models import model_from_config
+    from tests import torch_reference as ref
+
+    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+    block = checkpoint["config"]["model"]
+    tmodel = ref.DepthAnythingV2(block["encoder"], activation=block["activation"],
+                                 inv_prediction=block["inv_prediction"], scale_factor=block["scale_factor"],
+                                 input_channels=block["input_channels"],
+                                 recurrent_block_type=block.get("recurrent_block_type"))
+    tmodel.load_state_dict(checkpoint["state_dict"], strict=True)
+    tmodel.eval()
+    size = (block["input_size_width"], block["input_size_height"])
+    model = model_from_config(model_config)
+    states, expected, got = None, [], []
+    with torch.no_grad():
+        for frame in frames:
+            x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)[None]))
+            out = ref.infer(tmodel, x, *size, prev_states=states) if model.recurrent else ref.infer(tmodel, x, *size)
+            out, states = out if model.recurrent else (out, None)
+            got.append(out[0, 0].numpy())
+    if model.recurrent:
+        depth, _ = model.apply({"params": params}, frames[None], method=model.infer)
+        expected = np.asarray(depth[0])
+    else:
+        expected = np.asarray(model.apply({"params": params}, frames, method=model.infer))
+    got = np.stack(got)
+    return float(np.max(np.abs(got - expected)) / np.max(np.abs(expected)))
+
+
+def _export_and_check(config, dataset_dir, workdir, trained) -> dict[str, Any]:
+    """Export each distilled student to PyTorch and compare the reference's predictions with ours."""
+    from dae_jax.convert import export_torch_checkpoint
+
+    data = InputConfig(dataset_dir=dataset_dir, split=config.eval.split, batch_size=1,
+                       representation=dict(config.data.representation), load_depth=False, shuffle=False)
+    _, frames_iter = next(iterate_sequences(data))
+    frames = np.concatenate([f["events"][0] for _, f in zip(range(config.demo.parity_frames), frames_iter)])
+    try:
+        import torch  # noqa: F401
+    except ImportError:
+        logging.warning("torch is not installed: exporting without the PyTorch check (pip install torch==2.13.0)")
+        torch = None
+    out = {}
+    for student in config.demo.students:
+        if (student, "distill") not in trained:
+            continue
+        params, model_config, flags = trained[(student, "distill")]
+        path = os.path.join(workdir, "export", f"{student}_distilled.pth")
+        export_torch_checkpoint(path, params, model_config, trainer=flags)
+        entry: dict[str, Any] = {"path": path}
+        if torch is not None:
+            entry["max_rel_diff"] = check_torch_export(path, params, model_config, frames)
+            logging.info("%s: %s, PyTorch reference vs JAX on %d test frames: max rel diff %.2e", STUDENT_NAMES[student],
+                         path, len(frames), entry["max_rel_diff"])
+            if not entry["max_rel_diff"] <= PARITY_LIMIT:
+                raise AssertionError(f"the exported {path} does not reproduce the JAX predictions in PyTorch: "
+                                     f"max rel diff {entry['max_rel_diff']:.3e} > {PARITY_LIMIT}")
+        out[student] = entry
+    return out
+
+
+def results_table(results: dict[str, dict]) -> str:
+    """The results as a Markdown table: rows teacher, then per student untrained / distilled / supervised."""
+    header = "| model | trained on | " + " | ".join(c[0] for c in TABLE_COLUMNS) + " |"
+    lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 2)]
+    for key, result in results.items():
+        student, _, how = key.partition("/")
+        name = "Teacher (frames; its proxy labels)" if key == "teacher" else STUDENT_NAMES[student]
+        label = LABEL_NAMES["teacher" if key == "teacher" else how]
+        values = " | ".join(f"{result['mean'][k]:.{digits}f}" for _, k, digits in TABLE_COLUMNS)
+        lines.append(f"| {name} | {label} | {values} |")
+    return "\n".join(lines)
+
+
+def comparison_picture(results: dict[str, dict], dataset_dir: str, config: Any, path: str) -> str | None:
+    """One row per test sequence (its last drawn frame): RGB | events | ground truth | every model's depth."""
+    from PIL import Image, ImageDraw
+
+    from dae_jax.eval.visualize import colorize_depth, event_image
+
+    keys = sorted(results["teacher"]["pictures"])
+    if not keys:
+        return None
+    wanted = {}
+    for name, index in keys:
+        wanted[name] = max(index, wanted.get(name, -1))
+    data = InputConfig(dataset_dir=dataset_dir, split=config.eval.split, batch_size=1, crop=config.eval.crop,
+                       representation=dict(config.data.representation), load_depth=True, load_rgb=True,
+                       shuffle=False)
+    rows, titles = [], ["RGB", "events (Tencode)", "ground truth"]
+    titles += ["teacher labels" if k == "teacher" else f"{k.split('/')[0]} {k.split('/')[1]}" for k in results]
+    for name, frames in iterate_sequences(data):
+        if name not in wanted:
+            continue
+        frame = next(f for f in frames if int(f["frame_index"][0, 0]) == wanted[name])
+        target = M.prepare_target(frame["depth"][0, 0], config.loss.clip_distance)
+        panels = [event_image(frame["rgb"][0, 0]), event_image(frame["events"][0, 0]), colorize_depth(target)]
+        panels += [colorize_depth(r["pictures"][(name, wanted[name])]) for r in results.values()]
+        rows.append(np.concatenate(panels, axis=1))
+    image = Image.fromarray(np.concatenate(rows, axis=0))
+    draw = ImageDraw.Draw(image)
+    width = rows[0].shape[1] // len(titles)
+    for i, title in enumerate(titles):
+        draw.text((i * width + 4, 4), title, fill=(255, 255, 255))
+    image.save(path)
+    return path
+
+
+def run_demo(config: Any, workdir: str) -> dict[str, Any]:
+    """Run every stage (resuming finished ones), print the results table, write results.{md,json} and pictures."""
+    if jax.process_count() > 1:
+        raise ValueError("the demo runs in one process; use --mode=train on a pod")
+    workdir = os.path.abspath(workdir)
+    runs = [(s, o) for o in config.demo.objectives for s in config.demo.students]
+    stages = _Stages(total=4 + len(runs))
+    stages.begin("data", "build the synthetic event world (RGB, Tencode events, depth)")
+    dataset_dir = build_dataset(config, os.path.abspath(config.demo.data_dir or os.path.join(workdir, "data")))
+    teacher = _teacher(config, workdir, dataset_dir, stages)
+    trained = {}
+    for student, objective in runs:
+        how = "distil from the teacher's proxy labels" if objective == "distill" else "train on ground truth"
+        stages.begin(f"{student}_{objective}", f"{STUDENT_NAMES[student]}: {how}")
+        c = student_config(config, dataset_dir, student, objective, teacher)
+        trained[(student, objective)] = _train_stage(c, os.path.join(workdir, f"{student}_{objective}"))
+    stages.begin("evaluate", "evaluate on the test split with the paper's protocol")
+    results = _evaluate_all(config, dataset_dir, workdir, teacher, trained)
+    stages.begin("export", "export the distilled students to PyTorch and check them in the reference")
+    exports = _export_and_check(config, dataset_dir, workdir, trained)
+    stages.end()
+    table = results_table(results)
+    picture = comparison_picture(results, dataset_dir, config, os.path.join(workdir, "comparison.png"))
+    summary = {"table": {k: {c[1]: r["mean"][c[1]] for c in TABLE_COLUMNS} for k, r in results.items()},
+               "stage_seconds": stages.timings, "total_seconds": round(sum(stages.timings.values()), 1),
+               "exports": exports, "dataset_dir": dataset_dir, "teacher": teacher[0]}
+    with open(os.path.join(workdir, "results.json"), "w") as f:
+        json.dump(summary, f, indent=2)
+    with open(os.path.join(workdir, "results.md"), "w") as f:
+        f.write(table + "\n")
+    print(f"\nDepth AnyEvent demo: the synthetic test split, paper protocol ({workdir})\n\n{table}\n")
+    for student, entry in exports.items():
+        check = f", PyTorch reference max rel diff {entry['max_rel_diff']:.1e}" if "max_rel_diff" in entry else ""
+        print(f"exported {STUDENT_NAMES[student]} (distilled): {entry['path']}{check}")
+    if picture:
+        print(f"pictures: {picture} and {os.path.join(workdir, 'eval')}/*/pictures")
+    print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in stages.timings.items())
+          + f"; total {stages.elapsed()}")
+    return summary
