@@ -44,7 +44,8 @@ def get_config() -> ml_collections.ConfigDict:
     ))
     c.train = ml_collections.ConfigDict(dict(
         num_steps=20_000, log_every=50, checkpoint_every=1000, keep_checkpoints=3, seed=0, dtype="float32",
-        remat=False, picture_every=1000,  # TensorBoard pictures of input / prediction / label (0: none)
+        remat=False, unroll_time=True,  # unroll DepthAnyEvent-R's clip loop (faster on CPU; False: rolled scan)
+        picture_every=1000,  # TensorBoard pictures of input / prediction / label (0: none)
     ))
     # Set to start the head's last bias at this value (models with a ReLU output trained from scratch).
     c.train.output_bias_init = ml_collections.config_dict.placeholder(float)

@@ -35,7 +35,8 @@ def get_config():
         teacher_steps=400,  # stage (a): supervised on RGB + ground truth, disparity (SSI) loss
         teacher_loss="max_normalized",  # its config.loss.disparity_loss (SSI collapses from scratch, see step.py)
         teacher_output_bias=1.0,  # config.train.output_bias_init of the teacher: its ReLU output starts alive
-        recurrent_clip_length=4,  # DepthAnyEvent-R trains on clips of 4 consecutive stacks, batch / 4 clips
+        recurrent_clip_length=4,  # DepthAnyEvent-R trains on clips of 4 consecutive stacks,
+        recurrent_batch_size=2,  # 2 clips per batch: as many frames as the DAv2 students' batch of 8
         students=("dav2", "recdav2"),
         objectives=("distill", "supervised"),
         # Supervised students use the metric scale of the ground truth; distilled ones learn the teacher's

@@ -97,12 +97,9 @@ def student_config(config: Any, dataset_dir: str, student: str, objective: str, 
     changes: dict[str, Any] = {"objective": objective, "loss.label_space": "logdepth",
                                "loss.si_lambda": float(config.demo.si_lambda[objective])}
     if student == "recdav2":
-        clip = int(config.demo.recurrent_clip_length)
-        if config.data.batch_size % clip:
-            raise ValueError(f"config.data.batch_size ({config.data.batch_size}) must be a multiple of "
-                             f"config.demo.recurrent_clip_length ({clip}): DepthAnyEvent-R sees batch / clip clips")
         changes.update({"model.model_type": "RecDAv2", "model.recurrent_block_type": "convlstm",
-                        "data.clip_length": clip, "data.batch_size": config.data.batch_size // clip})
+                        "data.clip_length": config.demo.recurrent_clip_length,
+                        "data.batch_size": config.demo.recurrent_batch_size})
     if objective == "distill":
         changes.update({"teacher.checkpoint": teacher[0], "teacher.model": teacher[1]})
     return _stage_config(config, dataset_dir, **changes)

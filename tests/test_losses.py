@@ -153,3 +153,25 @@ def test_empty_masks_give_zero_loss_and_finite_gradients():
         assert float(value) == 0.0 and bool(jnp.all(jnp.isfinite(grad)))
     value, grad = jax.value_and_grad(lambda x: losses.si_loss(x, x, jnp.ones_like(none)))(p)  # a perfect fit
     assert float(value) == 0.0 and bool(jnp.all(jnp.isfinite(grad)))
+
+
+def test_max_normalized_disparity_loss_matches_reference_and_trains_a_constant_prediction(maps):
+    from dae_jax.train.step import per_image_loss
+
+    p, t, m = maps
+    cfg = {"label_space": "disparity", "disparity_loss": "max_normalized", "ssi_alpha": 0.5, "gradient_scales": 4}
+    tp, tt, tm = (torch.tensor(a) for a in (p, t, m))
+    expected = []
+    for i in range(p.shape[0]):  # per image: target over its masked max, then MSE + 0.5 * gradient loss
+        peak = tt[i][tm[i]].max() if tm[i].any() else torch.tensor(1.0, dtype=tt.dtype)
+        ti = (tt[i] / peak)[None]
+        expected.append((ref_mse(tp[i][None], ti, tm[i][None], "batch")
+                         + 0.5 * ref_grad(tp[i][None], ti, tm[i][None], "batch")).item())
+    got = per_image_loss(cfg, jnp.asarray(p), jnp.asarray(t), jnp.asarray(m))
+    np.testing.assert_allclose(got, expected, rtol=1e-10)
+    # A constant prediction: SSI gives no gradient (the fit degenerates), the max-normalised loss does.
+    const = jnp.full(p.shape, 0.5)
+    ssi = jax.grad(lambda x: jnp.sum(per_image_loss({**cfg, "disparity_loss": "ssi"}, x, t, m)))(const)
+    normalized = jax.grad(lambda x: jnp.sum(per_image_loss(cfg, x, t, m)))(const)
+    assert float(jnp.max(jnp.abs(ssi))) == 0.0
+    assert float(jnp.max(jnp.abs(normalized[0]))) > 1e-6

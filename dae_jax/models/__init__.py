@@ -21,11 +21,13 @@ MODEL_TYPES = ("DAv2", "RecDAv2")
 _IGNORED_KEYS = ("freeze_encoder", "nopretrain", "checkpoint_path", "input_type")
 
 
-def model_from_config(config: Mapping[str, Any], dtype: Any = jnp.float32, remat: bool = False) -> DepthAnythingV2:
+def model_from_config(config: Mapping[str, Any], dtype: Any = jnp.float32, remat: bool = False,
+                      unroll: bool = True) -> DepthAnythingV2:
     """Build a model from a DepthAnyEvent `model` block (model_type, encoder, activation, ...).
 
     `official: true` (our addition) selects the frame teacher with official DAv2 semantics. Unknown keys raise,
-    so a typo in a config cannot silently fall back to a default.
+    so a typo in a config cannot silently fall back to a default. `dtype`, `remat` and `unroll` (of
+    DepthAnyEvent-R's time loop) are execution options, not part of the network.
     """
     known = {
         "model_type", "encoder", "activation", "scale_factor", "inv_prediction", "input_size_width",
@@ -52,7 +54,7 @@ def model_from_config(config: Mapping[str, Any], dtype: Any = jnp.float32, remat
         remat=remat,
     )
     if model_type == "RecDAv2":
-        return DepthAnyEventR(recurrent=config.get("recurrent_block_type", "convlstm"), **kwargs)
+        return DepthAnyEventR(recurrent=config.get("recurrent_block_type", "convlstm"), unroll=unroll, **kwargs)
     return DepthAnythingV2(**kwargs)
 
 

@@ -99,7 +99,8 @@ class _Preemption:
 
 def build_student(config: Any):
     """The student model and its initial params (random, or from config.checkpoint)."""
-    student = model_from_config(config.model.to_dict(), DTYPES[config.train.dtype], config.train.remat)
+    student = model_from_config(config.model.to_dict(), DTYPES[config.train.dtype], config.train.remat,
+                                config.train.unroll_time)
     net = target_size(*config.data.crop, student.input_width, student.input_height)
     params = init_params(student, jax.random.PRNGKey(config.train.seed), *net)
     if config.train.get("output_bias_init") is not None:

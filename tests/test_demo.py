@@ -1,0 +1,118 @@
+"""The end-to-end demo on a miniature synthetic world: every stage runs, the distilled students never read ground
+truth, the exported students are reproduced by the PyTorch reference, finished stages are not re-run, a given
+teacher checkpoint replaces the stand-in, and a wrong exported weight is caught."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+from PIL import Image
+
+from configs import demo as demo_config
+from dae_jax.demo import PARITY_LIMIT, check_torch_export, run_demo, student_config
+from dae_jax.train.loop import input_config
+
+torch = pytest.importorskip("torch")
+
+
+def _config(data_dir: str):
+    c = demo_config.get_config()
+    c.model.update(input_size_width=70, input_size_height=56)
+    c.teacher.model.update(input_size_width=70, input_size_height=56)
+    c.data.update(batch_size=8, crop=(56, 70))
+    c.train.update(num_steps=2, log_every=1, checkpoint_every=2)
+    c.eval.update(batch_size=4, pictures=2)
+    c.demo.update(data_dir=data_dir, teacher_steps=2, objectives=("distill",), recurrent_clip_length=2,
+                  recurrent_batch_size=8, parity_frames=3)
+    c.demo.dataset = dict(name="demo_test", num_train=1, num_test=2, frames_per_sequence=6, seed=0, height=64,
+                          width=80, workers=1)
+    return c
+
+
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    data_dir = str(tmp_path_factory.mktemp("data"))
+    workdir = str(tmp_path_factory.mktemp("demo"))
+    config = _config(data_dir)
+    return config, workdir, run_demo(config, workdir)
+
+
+def test_demo_runs_every_stage_and_reports(demo_run):
+    config, workdir, summary = demo_run
+    assert list(summary["table"]) == ["teacher", "dav2/untrained", "dav2/distill", "recdav2/untrained",
+                                      "recdav2/distill"]
+    for row in summary["table"].values():
+        assert all(np.isfinite(v) for v in row.values())
+        assert 0 < row["_abs_rel_diff"] < 10 and 0 <= row["_threshold_delta_1.25"] <= 1
+    assert set(summary["stage_seconds"]) == {"data", "teacher", "dav2_distill", "recdav2_distill", "evaluate",
+                                             "export"}
+    with open(os.path.join(workdir, "results.json")) as f:
+        assert json.load(f)["table"] == summary["table"]
+    table = open(os.path.join(workdir, "results.md")).read().splitlines()
+    assert len(table) == 2 + 5 and "Teacher" in table[2] and "untrained" in table[3] and "distilled" in table[4]
+    # One row per test sequence: RGB | events | ground truth | the five models, each 64x80.
+    assert Image.open(os.path.join(workdir, "comparison.png")).size == ((3 + 5) * 80, 2 * 64)
+    for student in ("dav2", "recdav2"):
+        assert os.path.isfile(os.path.join(workdir, "eval", f"{student}_distill", "eval.csv"))
+        assert os.listdir(os.path.join(workdir, "eval", f"{student}_distill", "pictures"))
+
+
+def test_exported_students_reproduced_by_the_pytorch_reference(demo_run):
+    _, workdir, summary = demo_run
+    assert set(summary["exports"]) == {"dav2", "recdav2"}
+    for student, entry in summary["exports"].items():
+        assert entry["path"] == os.path.join(workdir, "export", f"{student}_distilled.pth")
+        assert 0 <= entry["max_rel_diff"] <= PARITY_LIMIT
+        checkpoint = torch.load(entry["path"], weights_only=True)
+        assert checkpoint["config"]["trainer"]["use_logdepth"] is True
+        assert checkpoint["config"]["model"]["model_type"] == ("RecDAv2" if student == "recdav2" else "DAv2")
+
+
+def test_distilled_students_read_no_ground_truth(demo_run):
+    config, workdir, _ = demo_run
+    teacher = (os.path.join(workdir, "teacher", "teacher.msgpack"), {})
+    for student in ("dav2", "recdav2"):
+        c = student_config(config, "unused", student, "distill", teacher)
+        data = input_config(c)
+        assert data.load_depth is False and data.load_rgb is True
+        assert c.teacher.checkpoint == teacher[0]
+        with open(os.path.join(workdir, f"{student}_distill", "config_train.json")) as f:
+            saved = json.load(f)
+        assert saved["objective"] == "distill" and saved["teacher"]["checkpoint"] == teacher[0]
+    assert student_config(config, "unused", "dav2", "supervised", None).objective == "supervised"
+
+
+def test_rerun_resumes_finished_stages_and_uses_a_given_teacher(demo_run):
+    config, workdir, summary = demo_run
+    lines = {s: open(os.path.join(workdir, f"{s}_distill", "metrics.jsonl")).read() for s in ("dav2", "recdav2")}
+    teacher_file = os.path.join(workdir, "teacher", "teacher.msgpack")
+    os.rename(os.path.join(workdir, "teacher"), os.path.join(workdir, "given_teacher"))
+    config.teacher.checkpoint = os.path.join(workdir, "given_teacher", "teacher.msgpack")
+    again = run_demo(config, workdir)
+    assert not os.path.exists(os.path.join(workdir, "teacher"))  # the stand-in was not trained again
+    assert again["teacher"] == config.teacher.checkpoint != teacher_file
+    for s in ("dav2", "recdav2"):  # finished runs are not stepped again
+        assert open(os.path.join(workdir, f"{s}_distill", "metrics.jsonl")).read() == lines[s]
+    assert again["table"] == summary["table"]
+
+
+def test_parity_check_catches_a_wrong_exported_weight(tmp_path):
+    from dae_jax.convert import export_torch_checkpoint
+    from dae_jax.models import model_from_config
+    from dae_jax.train.state import init_params
+
+    model_config = {"model_type": "DAv2", "encoder": "tiny", "input_size_width": 70, "input_size_height": 56}
+    model = model_from_config(model_config)
+    params = init_params(model, jax.random.PRNGKey(0), 56, 70)
+    frames = np.random.default_rng(0).uniform(0, 1, (2, 50, 64, 3)).astype(np.float32)
+    path = str(tmp_path / "model.pth")
+    export_torch_checkpoint(path, params, model_config)
+    assert check_torch_export(path, params, model_config, frames) <= PARITY_LIMIT
+    checkpoint = torch.load(path, weights_only=True)
+    checkpoint["state_dict"]["depth_head.scratch.output_conv1.weight"] += 0.05
+    torch.save(checkpoint, path)
+    assert check_torch_export(path, params, model_config, frames) > 100 * PARITY_LIMIT
