@@ -5,7 +5,8 @@ demo    the end-to-end demo of configs/demo.py (dae_jax/demo.py): teacher, disti
 
 train   trains (distillation, supervised or fine-tuning, as the config says); resumes from <workdir>/checkpoints.
 eval    evaluates `config.checkpoint` (or this workdir's training run) with the paper's protocol -> <workdir>/eval.
-export  writes the weights of `config.checkpoint` as an official-layout PyTorch checkpoint.
+export  writes the weights of `config.checkpoint` (or of this workdir's training run) as an official-layout
+        PyTorch checkpoint.
 predict runs the model on a folder of inputs and writes depth maps and pictures to <workdir>/predictions.
 
 On a multi-host platform (a TPU pod, or --coordinator_address for local processes) it first calls
@@ -55,12 +56,18 @@ class _QuietLibraries(pylogging.Filter):
         return record.levelno >= pylogging.WARNING or not noisy
 
 
-def _params(config):
+def _params(config, workdir: str):
+    """(params, model config) of config.checkpoint, or else of the training run in workdir (its latest step)."""
     from dae_jax.convert import load_params
+    from dae_jax.eval.evaluate import load_run
 
-    if not config.checkpoint:
-        raise app.UsageError("--config.checkpoint is required for this mode (a .pth, .safetensors or params file)")
-    return load_params(config.checkpoint, config.model.to_dict())
+    if config.checkpoint:
+        return load_params(config.checkpoint, config.model.to_dict())
+    if os.path.isfile(os.path.join(workdir, "config_train.json")):
+        params, model_config, _ = load_run(workdir)
+        return params, model_config
+    raise app.UsageError("--config.checkpoint is required for this mode (a .pth, .safetensors or params file) "
+                         f"unless --workdir is a training run; {workdir} has no config_train.json")
 
 
 def main(argv: list[str]) -> None:
@@ -94,7 +101,7 @@ def main(argv: list[str]) -> None:
     elif FLAGS.mode == "export":
         from dae_jax.convert import export_torch_checkpoint
 
-        params, model_config = _params(config)
+        params, model_config = _params(config, workdir)
         path = config.export.path or os.path.join(workdir, "export", "model.pth")
         trainer = {k: config.export[k] for k in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")}
         export_torch_checkpoint(path, params, model_config, trainer=trainer, plain=config.export.plain)
@@ -104,7 +111,7 @@ def main(argv: list[str]) -> None:
 
         if not config.predict.input:
             raise app.UsageError("--config.predict.input is required for --mode=predict")
-        params, model_config = _params(config)
+        params, model_config = _params(config, workdir)
         out = predict_files(params, model_config, config.predict.input, os.path.join(workdir, "predictions"),
                             config.predict.near_m, config.predict.far_m)
         logging.info("wrote %d pictures to %s", len(out), os.path.dirname(out[0]))

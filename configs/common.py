@@ -37,6 +37,7 @@ def get_config() -> ml_collections.ConfigDict:
     c.loss = ml_collections.ConfigDict(dict(
         label_space="logdepth", si_lambda=0.0, gradient_weight=0.5, gradient_scales=4, ssi_alpha=0.5,
         reg_factor=3.70378, clip_distance=80.0, disparity_loss="ssi",
+        sky_as_far=False,  # supervised: ground truth 0 = sky (trained as far) instead of unknown (masked)
     ))
     c.optim = ml_collections.ConfigDict(dict(
         lr=5e-5, encoder_lr=5e-6, weight_decay=0.01, b1=0.9, b2=0.999, warmup_steps=500, schedule="cosine",

@@ -25,6 +25,8 @@ def get_config():
     c.optim.update(lr=3e-4, encoder_lr=3e-4, warmup_steps=20)
     c.train.update(num_steps=300, log_every=50, checkpoint_every=100, picture_every=0)
     c.eval.update(batch_size=8, pictures=3, gif=False)
+    # The synthetic ground truth is 0 where the ray meets the sky: far, not unknown (as EventScape's far plane).
+    c.loss.sky_as_far = True
     # The stand-in teacher: official DAv2 semantics (ReLU, relative inverse depth), tiny encoder, trained here.
     c.teacher.model = dict(model_type="DAv2", encoder="tiny", official=True, input_size_width=98,
                            input_size_height=70)

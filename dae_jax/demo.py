@@ -78,12 +78,19 @@ def _stage_config(config: Any, dataset_dir: str, **changes: Any) -> ml_collectio
 def _train_stage(c: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict[str, Any], dict[str, Any]]:
     """Train (or resume / skip when finished) in workdir; (params, model config, evaluation flags) of the result."""
     from dae_jax.eval.evaluate import load_run
+    from dae_jax.train.checkpoint import Checkpointer
     from dae_jax.train.loop import train
 
     os.makedirs(workdir, exist_ok=True)
     with open(os.path.join(workdir, "config_train.json"), "w") as f:
         json.dump(c.to_dict(), f, indent=2)
     train(c, workdir)
+    checkpointer = Checkpointer(workdir, c.train.keep_checkpoints)
+    step = checkpointer.latest_step()
+    checkpointer.close()
+    if step is None or step < c.train.num_steps:  # SIGTERM: the trainer saved and returned early
+        raise InterruptedError(f"{workdir} stopped at step {step} of {c.train.num_steps} (SIGTERM); run the same "
+                               "command again to resume")
     return load_run(workdir)
 
 
@@ -127,9 +134,10 @@ def _teacher(config: Any, workdir: str, dataset_dir: str, stages: _Stages) -> tu
     from dae_jax.convert import save_flax_params
 
     stages.begin("teacher", "train the frame teacher (DAv2 architecture) on RGB frames + ground truth")
+    changes = {"loss.label_space": "disparity", "loss.disparity_loss": config.demo.teacher_loss,
+               "train.num_steps": config.demo.teacher_steps, "train.output_bias_init": config.demo.teacher_output_bias}
     c = _stage_config(config, dataset_dir, model=config.teacher.model.to_dict(), input="rgb", objective="supervised",
-                      checkpoint="", **{"loss.label_space": "disparity", "loss.disparity_loss": config.demo.teacher_loss, "train.num_steps": config.demo.teacher_steps,
-                         "train.output_bias_init": config.demo.teacher_output_bias})
+                      checkpoint="", **changes)
     params, model_config, _ = _train_stage(c, os.path.join(workdir, "teacher"))
     path = os.path.join(workdir, "teacher", "teacher.msgpack")
     save_flax_params(path, params, model_config)
@@ -218,7 +226,7 @@ def _export_and_check(config, dataset_dir, workdir, trained) -> dict[str, Any]:
     data = InputConfig(dataset_dir=dataset_dir, split=config.eval.split, batch_size=1,
                        representation=dict(config.data.representation), load_depth=False, shuffle=False)
     _, frames_iter = next(iterate_sequences(data))
-    frames = np.concatenate([f["events"][0] for _, f in zip(range(config.demo.parity_frames), frames_iter)])
+    frames = np.concatenate([next(frames_iter)["events"][0] for _ in range(config.demo.parity_frames)])
     try:
         import torch  # noqa: F401
     except ImportError:
@@ -234,8 +242,8 @@ def _export_and_check(config, dataset_dir, workdir, trained) -> dict[str, Any]:
         entry: dict[str, Any] = {"path": path}
         if torch is not None:
             entry["max_rel_diff"] = check_torch_export(path, params, model_config, frames)
-            logging.info("%s: %s, PyTorch reference vs JAX on %d test frames: max rel diff %.2e", STUDENT_NAMES[student],
-                         path, len(frames), entry["max_rel_diff"])
+            logging.info("%s: %s, PyTorch reference vs JAX on %d test frames: max rel diff %.2e",
+                         STUDENT_NAMES[student], path, len(frames), entry["max_rel_diff"])
             if not entry["max_rel_diff"] <= PARITY_LIMIT:
                 raise AssertionError(f"the exported {path} does not reproduce the JAX predictions in PyTorch: "
                                      f"max rel diff {entry['max_rel_diff']:.3e} > {PARITY_LIMIT}")

@@ -116,3 +116,13 @@ def test_parity_check_catches_a_wrong_exported_weight(tmp_path):
     checkpoint["state_dict"]["depth_head.scratch.output_conv1.weight"] += 0.05
     torch.save(checkpoint, path)
     assert check_torch_export(path, params, model_config, frames) > 100 * PARITY_LIMIT
+
+
+def test_a_stage_stopped_by_sigterm_stops_the_demo(tmp_path, monkeypatch):
+    from dae_jax import demo
+    from dae_jax.train import loop
+
+    monkeypatch.setattr(loop, "train", lambda config, workdir: {})  # returns early, as after SIGTERM
+    c = student_config(_config(str(tmp_path)), "unused", "dav2", "supervised", None)
+    with pytest.raises(InterruptedError, match=r"stage stopped at step None of 2.*run the same command again"):
+        demo._train_stage(c, str(tmp_path / "stage"))

@@ -14,7 +14,7 @@ import pytest
 
 from configs import synthetic_tiny
 from dae_jax.convert import export_torch_checkpoint, save_flax_params
-from dae_jax.data.pipeline import InputConfig, read_split
+from dae_jax.data.pipeline import InputConfig, iterate_sequences, read_split
 from dae_jax.eval import metrics as M
 from dae_jax.eval.__main__ import main as eval_cli
 from dae_jax.eval.evaluate import evaluate, load_weights
@@ -69,6 +69,27 @@ def test_checkpoint_and_exported_pth_give_identical_metrics(run, dataset, tmp_pa
 
     gif = Image.open(os.path.join(out, "pictures", "synth_test_000.gif"))
     assert gif.n_frames == 2 and gif.size == (4 * 80, 64)  # events | prediction | ground truth | error
+    # The drawn frames' metric-depth predictions come back too, as the protocol prepares them.
+    assert sorted(from_run["pictures"]) == [(s, i) for s in ("synth_test_000", "synth_test_001") for i in (0, 1)]
+    assert from_pth["pictures"] == {}
+    frame = next(iterate_sequences(data))[1]
+    first = next(frame)
+    raw = np.asarray(model_from_config(model_config).apply({"params": params}, jnp.asarray(first["events"][:, 0]),
+                                                           method="infer"))[0]
+    np.testing.assert_allclose(from_run["pictures"][("synth_test_000", 0)],
+                               M.prepare_prediction(raw, first["depth"][0, 0], True, False), rtol=1e-4)
+
+
+def test_launch_exports_a_training_run_without_a_checkpoint_flag(run):
+    from launch import _params
+
+    c = synthetic_tiny.get_config()
+    params, model_config = _params(c, run)
+    want, want_config, _ = load_weights(run)
+    assert model_config == want_config
+    assert jax.tree.all(jax.tree.map(np.array_equal, params, want))
+    with pytest.raises(Exception, match="no config_train.json"):
+        _params(c, os.path.dirname(run))
 
 
 def test_recurrent_state_resets_per_sequence(dataset, tmp_path):

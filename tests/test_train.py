@@ -192,3 +192,19 @@ def test_two_processes_train_together(dataset, tmp_path):
     data_states = os.listdir(os.path.join(workdir, "checkpoints", "3", "data"))
     assert sorted(f for f in data_states if f.startswith("process_")) == ["process_0-of-2.json", "process_1-of-2.json"]
     assert [s for s, _ in losses_of(workdir)] == [1, 2, 3]
+
+
+def test_sky_as_far_trains_missing_ground_truth_as_the_far_end():
+    from dae_jax.train.step import depth_to_logdepth, make_targets
+
+    depth = jnp.array([[[0.0, 2.0], [40.0, 120.0]]])
+    cfg = {"label_space": "logdepth", "clip_distance": 80.0, "reg_factor": 3.70378}
+    target, mask = make_targets("supervised", cfg, depth, None)
+    np.testing.assert_array_equal(mask, [[[False, True], [True, True]]])
+    sky_target, sky_mask = make_targets("supervised", {**cfg, "sky_as_far": True}, depth, None)
+    assert bool(sky_mask.all())
+    np.testing.assert_allclose(sky_target[0, 0, 0], 1.0)
+    np.testing.assert_allclose(sky_target[0, 0, 1:], target[0, 0, 1:])
+    np.testing.assert_allclose(sky_target[0, 1], depth_to_logdepth(depth[0, 1], 80.0, 3.70378))
+    disparity, _ = make_targets("supervised", {**cfg, "label_space": "disparity", "sky_as_far": True}, depth, None)
+    np.testing.assert_allclose(disparity, [[[0.0, 0.5], [1 / 40, 1 / 120]]], rtol=1e-6)

@@ -17,6 +17,8 @@ Label spaces (config.loss.label_space):
              zero gradient at a constant prediction, where a ReLU-output model trained from scratch (a frame
              teacher stand-in) collapses; 'max_normalized' has none (the output learns 1/d up to the image's
              scale, which is all the distillation uses).
+With config.loss.sky_as_far, ground-truth 0 means sky or beyond range (the synthetic world) rather than unknown
+(LiDAR holes): it is trained as l = 1 (or inverse depth 0) instead of being masked out.
 """
 
 from __future__ import annotations
@@ -61,6 +63,12 @@ def make_targets(objective: str, loss_cfg: Mapping, depth: jnp.ndarray | None,
     """(target, mask) of shape (N, H, W) in the label space, from ground-truth depth or the teacher's output."""
     space, clip, reg = loss_cfg["label_space"], float(loss_cfg["clip_distance"]), float(loss_cfg["reg_factor"])
     if objective == "supervised":
+        if loss_cfg.get("sky_as_far", False):  # 0 = sky / beyond range: trained as the far end, not ignored
+            sky = depth <= 0
+            near = jnp.where(sky, 1.0, depth)
+            if space == "logdepth":
+                return jnp.where(sky, 1.0, depth_to_logdepth(near, clip, reg)), jnp.ones(depth.shape, bool)
+            return jnp.where(sky, 0.0, 1.0 / near), jnp.ones(depth.shape, bool)
         mask = depth > 0
         if space == "logdepth":
             return depth_to_logdepth(depth, clip, reg), mask
