@@ -34,7 +34,7 @@ def get_config():
         # The synthetic world (tfds_builders.synthetic_events.SyntheticConfig); built once under data_dir.
         data_dir="",  # "" -> <workdir>/data
         dataset=dict(name="demo_tencode", num_train=6, num_test=2, frames_per_sequence=40, seed=0),
-        teacher_steps=400,  # stage (a): supervised on RGB + ground truth, disparity (SSI) loss
+        teacher_steps=600,  # stage (a): supervised on RGB + ground truth, max-normalised inverse-depth loss
         teacher_loss="max_normalized",  # its config.loss.disparity_loss (SSI collapses from scratch, see step.py)
         teacher_output_bias=1.0,  # config.train.output_bias_init of the teacher: its ReLU output starts alive
         recurrent_clip_length=4,  # DepthAnyEvent-R trains on clips of 4 consecutive stacks,

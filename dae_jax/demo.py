@@ -32,6 +32,7 @@ from dae_jax.eval import metrics as M
 STUDENT_NAMES = {"dav2": "DepthAnyEvent (DAv2)", "recdav2": "DepthAnyEvent-R"}
 LABEL_NAMES = {"distill": "distilled (teacher's proxy labels)", "supervised": "supervised (ground truth)",
                "untrained": "untrained (initial weights)", "teacher": "ground truth, RGB frames"}
+SHORT_LABELS = {"untrained": "untrained", "distill": "distilled", "supervised": "supervised"}
 TABLE_COLUMNS = (("Abs Rel ↓", "_abs_rel_diff", 3), ("Sq Rel ↓", "_squ_rel_diff", 3), ("RMSE ↓", "_RMS_linear", 2),
                  ("RMSE log ↓", "_RMS_log", 3), ("δ<1.25 ↑", "_threshold_delta_1.25", 3),
                  ("δ<1.25² ↑", "_threshold_delta_1.25^2", 3), ("δ<1.25³ ↑", "_threshold_delta_1.25^3", 3))
@@ -265,35 +266,44 @@ def results_table(results: dict[str, dict]) -> str:
 
 
 def comparison_picture(results: dict[str, dict], dataset_dir: str, config: Any, path: str) -> str | None:
-    """One row per test sequence (its last drawn frame): RGB | events | ground truth | every model's depth."""
+    """A grid per test sequence (its last drawn frame): RGB | events | ground truth | the teacher's labels, then
+    one row per student: untrained | distilled | supervised. Depth colours on the fixed 2-80 m scale."""
     from PIL import Image, ImageDraw
 
     from dae_jax.eval.visualize import colorize_depth, event_image
 
-    keys = sorted(results["teacher"]["pictures"])
-    if not keys:
-        return None
-    wanted = {}
-    for name, index in keys:
+    wanted: dict[str, int] = {}
+    for name, index in results["teacher"]["pictures"]:
         wanted[name] = max(index, wanted.get(name, -1))
+    if not wanted:
+        return None
     data = InputConfig(dataset_dir=dataset_dir, split=config.eval.split, batch_size=1, crop=config.eval.crop,
                        representation=dict(config.data.representation), load_depth=True, load_rgb=True,
                        shuffle=False)
-    rows, titles = [], ["RGB", "events (Tencode)", "ground truth"]
-    titles += ["teacher labels" if k == "teacher" else f"{k.split('/')[0]} {k.split('/')[1]}" for k in results]
+    students = list(dict.fromkeys(k.split("/")[0] for k in results if k != "teacher"))
+    grid: list[list[tuple[str, np.ndarray]]] = []
     for name, frames in iterate_sequences(data):
         if name not in wanted:
             continue
+        key = (name, wanted[name])
         frame = next(f for f in frames if int(f["frame_index"][0, 0]) == wanted[name])
         target = M.prepare_target(frame["depth"][0, 0], config.loss.clip_distance)
-        panels = [event_image(frame["rgb"][0, 0]), event_image(frame["events"][0, 0]), colorize_depth(target)]
-        panels += [colorize_depth(r["pictures"][(name, wanted[name])]) for r in results.values()]
-        rows.append(np.concatenate(panels, axis=1))
-    image = Image.fromarray(np.concatenate(rows, axis=0))
+        grid.append([(f"RGB ({name})", event_image(frame["rgb"][0, 0])),
+                     ("events (Tencode)", event_image(frame["events"][0, 0])),
+                     ("ground truth", colorize_depth(target)),
+                     ("teacher's proxy labels", colorize_depth(results["teacher"]["pictures"][key]))])
+        for student in students:
+            runs = [(k.split("/")[1], r) for k, r in results.items() if k.startswith(f"{student}/")]
+            grid.append([(f"{STUDENT_NAMES[student]}, {SHORT_LABELS[how]}", colorize_depth(r["pictures"][key]))
+                         for how, r in runs])
+    h, w = grid[0][0][1].shape[:2]
+    columns = max(len(row) for row in grid)
+    image = Image.new("RGB", (columns * w, len(grid) * h))
     draw = ImageDraw.Draw(image)
-    width = rows[0].shape[1] // len(titles)
-    for i, title in enumerate(titles):
-        draw.text((i * width + 4, 4), title, fill=(255, 255, 255))
+    for r, row in enumerate(grid):
+        for c, (title, panel) in enumerate(row):
+            image.paste(Image.fromarray(panel), (c * w, r * h))
+            draw.text((c * w + 4, r * h + 3), title, fill=(255, 255, 255))
     image.save(path)
     return path
 

@@ -54,8 +54,8 @@ def test_demo_runs_every_stage_and_reports(demo_run):
         assert json.load(f)["table"] == summary["table"]
     table = open(os.path.join(workdir, "results.md")).read().splitlines()
     assert len(table) == 2 + 5 and "Teacher" in table[2] and "untrained" in table[3] and "distilled" in table[4]
-    # One row per test sequence: RGB | events | ground truth | the five models, each 64x80.
-    assert Image.open(os.path.join(workdir, "comparison.png")).size == ((3 + 5) * 80, 2 * 64)
+    # Per test sequence a row RGB | events | ground truth | teacher, then one row per student; panels 64x80.
+    assert Image.open(os.path.join(workdir, "comparison.png")).size == (4 * 80, 2 * (1 + 2) * 64)
     for student in ("dav2", "recdav2"):
         assert os.path.isfile(os.path.join(workdir, "eval", f"{student}_distill", "eval.csv"))
         assert os.listdir(os.path.join(workdir, "eval", f"{student}_distill", "pictures"))
