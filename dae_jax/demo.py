@@ -312,8 +312,12 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
     """Run every stage (resuming finished ones), print the results table, write results.{md,json} and pictures."""
     if jax.process_count() > 1:
         raise ValueError("the demo runs in one process; use --mode=train on a pod")
+    from dae_jax.train.loop import validate
+
     workdir = os.path.abspath(workdir)
     runs = [(s, o) for o in config.demo.objectives for s in config.demo.students]
+    for student, objective in runs:  # refuse bad values before minutes of data generation and training
+        validate(student_config(config, "", student, objective, (config.teacher.checkpoint or "<teacher>", {})))
     stages = _Stages(total=4 + len(runs))
     stages.begin("data", "build the synthetic event world (RGB, Tencode events, depth)")
     dataset_dir = build_dataset(config, os.path.abspath(config.demo.data_dir or os.path.join(workdir, "data")))
