@@ -145,6 +145,13 @@ def _teacher(config: Any, workdir: str, dataset_dir: str, stages: _Stages) -> tu
     return path, model_config
 
 
+def _test_frames(config: Any, dataset_dir: str) -> InputConfig:
+    """The test split frame by frame with events, RGB and depth (config.eval's split and crop)."""
+    return InputConfig(dataset_dir=dataset_dir, split=config.eval.split, batch_size=1, crop=config.eval.crop,
+                       representation=dict(config.data.representation), load_depth=True, load_rgb=True,
+                       shuffle=False)
+
+
 def _teacher_labels_as_logdepth(reg: float) -> Callable[[np.ndarray], np.ndarray]:
     """The distillation targets' conversion (relative inverse depth -> log depth), for evaluating proxy labels."""
     from dae_jax.train.step import disparity_to_logdepth
@@ -162,9 +169,7 @@ def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, d
     loss = config.loss
     flags = {"use_logdepth": True, "use_scaleshift": False, "reg_factor": loss.reg_factor,
              "clip_distance": loss.clip_distance}
-    data = InputConfig(dataset_dir=dataset_dir, split=config.eval.split, batch_size=1, crop=config.eval.crop,
-                       representation=dict(config.data.representation), load_depth=True, load_rgb=True,
-                       shuffle=False)
+    data = _test_frames(config, dataset_dir)
     common = dict(batch_size=config.eval.batch_size, pictures=config.eval.pictures, gif=config.eval.gif)
     results = {}
     params, model_config = load_params(teacher[0], teacher[1])
@@ -224,8 +229,7 @@ def _export_and_check(config, dataset_dir, workdir, trained) -> dict[str, Any]:
     """Export each distilled student to PyTorch and compare the reference's predictions with ours."""
     from dae_jax.convert import export_torch_checkpoint
 
-    data = InputConfig(dataset_dir=dataset_dir, split=config.eval.split, batch_size=1,
-                       representation=dict(config.data.representation), load_depth=False, shuffle=False)
+    data = _test_frames(config, dataset_dir)
     _, frames_iter = next(iterate_sequences(data))
     frames = np.concatenate([next(frames_iter)["events"][0] for _ in range(config.demo.parity_frames)])
     try:
@@ -277,9 +281,7 @@ def comparison_picture(results: dict[str, dict], dataset_dir: str, config: Any, 
         wanted[name] = max(index, wanted.get(name, -1))
     if not wanted:
         return None
-    data = InputConfig(dataset_dir=dataset_dir, split=config.eval.split, batch_size=1, crop=config.eval.crop,
-                       representation=dict(config.data.representation), load_depth=True, load_rgb=True,
-                       shuffle=False)
+    data = _test_frames(config, dataset_dir)
     students = list(dict.fromkeys(k.split("/")[0] for k in results if k != "teacher"))
     grid: list[list[tuple[str, np.ndarray]]] = []
     for name, frames in iterate_sequences(data):
