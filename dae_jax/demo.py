@@ -31,7 +31,7 @@ from dae_jax.eval import metrics as M
 
 STUDENT_NAMES = {"dav2": "DepthAnyEvent (DAv2)", "recdav2": "DepthAnyEvent-R"}
 LABEL_NAMES = {"distill": "distilled (teacher's proxy labels)", "supervised": "supervised (ground truth)",
-               "untrained": "untrained (initial weights)", "teacher": "ground truth, RGB frames"}
+               "untrained": "untrained (initial weights)"}
 SHORT_LABELS = {"untrained": "untrained", "distill": "distilled", "supervised": "supervised"}
 TABLE_COLUMNS = (("Abs Rel ↓", "_abs_rel_diff", 3), ("Sq Rel ↓", "_squ_rel_diff", 3), ("RMSE ↓", "_RMS_linear", 2),
                  ("RMSE log ↓", "_RMS_log", 3), ("δ<1.25 ↑", "_threshold_delta_1.25", 3),
@@ -256,14 +256,14 @@ def _export_and_check(config, dataset_dir, workdir, trained) -> dict[str, Any]:
     return out
 
 
-def results_table(results: dict[str, dict]) -> str:
+def results_table(results: dict[str, dict], teacher_source: str) -> str:
     """The results as a Markdown table: rows teacher, then per student untrained / distilled / supervised."""
     header = "| model | trained on | " + " | ".join(c[0] for c in TABLE_COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 2)]
     for key, result in results.items():
         student, _, how = key.partition("/")
         name = "Teacher (frames; its proxy labels)" if key == "teacher" else STUDENT_NAMES[student]
-        label = LABEL_NAMES["teacher" if key == "teacher" else how]
+        label = teacher_source if key == "teacher" else LABEL_NAMES[how]
         values = " | ".join(f"{result['mean'][k]:.{digits}f}" for _, k, digits in TABLE_COLUMNS)
         lines.append(f"| {name} | {label} | {values} |")
     return "\n".join(lines)
@@ -335,7 +335,9 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
     stages.begin("export", "export the distilled students to PyTorch and check them in the reference")
     exports = _export_and_check(config, dataset_dir, workdir, trained)
     stages.end()
-    table = results_table(results)
+    given = config.teacher.checkpoint
+    table = results_table(results, f"given weights ({os.path.basename(given)})" if given else
+                          "RGB frames + ground truth, here")
     picture = comparison_picture(results, dataset_dir, config, os.path.join(workdir, "comparison.png"))
     summary = {"table": {k: {c[1]: r["mean"][c[1]] for c in TABLE_COLUMNS} for k, r in results.items()},
                "stage_seconds": stages.timings, "total_seconds": round(sum(stages.timings.values()), 1),
