@@ -14,6 +14,7 @@ def tiny_params(model, x):
     return jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"]
 
 
+@pytest.mark.slow
 def test_remat_and_bfloat16_keep_the_function():
     x = jax.random.uniform(jax.random.PRNGKey(1), (2, 70, 84, 3))
     base = model_from_config({"encoder": "tiny", "activation": "softplus"})

@@ -90,7 +90,7 @@ def _jitted(model, method):
         ("student-relu", "dav2", (64, 90), (98, 70), dict(activation="relu")),
         ("student-sigmoid-5ch", "dav2", (64, 90), (98, 70), dict(activation="sigmoid", input_channels=5)),
         ("teacher-mvsec", "official", (260, 346), (518, 518), {}),
-        ("teacher-dsec", "official", (320, 640), (518, 518), {}),
+        pytest.param("teacher-dsec", "official", (320, 640), (518, 518), {}, marks=pytest.mark.slow),
     ],
 )
 def test_dav2_parity_through_preprocessing(name, kind, size, input_size, kwargs):

@@ -176,6 +176,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(dataset, tmp_path):
     assert [s for s, _ in losses_of(resumed)][-2:] == [steps + 1, steps + 2]
 
 
+@pytest.mark.slow  # ~1.5 min of compilation in two processes: python -m pytest -m slow
 def test_two_processes_train_together(dataset, tmp_path):
     with socket.socket() as s:
         s.bind(("localhost", 0))
