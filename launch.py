@@ -3,6 +3,9 @@
 demo    the end-to-end demo of configs/demo.py (dae_jax/demo.py): teacher, distilled and supervised students,
         evaluation table, PyTorch export check.
 
+label   runs the frozen teacher (config.teacher) over config.label.splits of config.data.dataset_dir and stores
+        its proxy labels (dae_jax/label.py); a killed job started again continues. Distil from them with
+        --config.teacher.labels=DIR.
 train   trains (distillation, supervised or fine-tuning, as the config says); resumes from <workdir>/checkpoints.
 eval    evaluates `config.checkpoint` (or this workdir's training run) with the paper's protocol -> <workdir>/eval.
 export  writes the weights of `config.checkpoint` (or of this workdir's training run) as an official-layout
@@ -26,7 +29,7 @@ from ml_collections import config_flags
 
 config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file.", lock_config=True)
 flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and outputs (created if needed).")
-flags.DEFINE_enum("mode", None, ["train", "eval", "export", "predict", "demo"], "What to run.")
+flags.DEFINE_enum("mode", None, ["label", "train", "eval", "export", "predict", "demo"], "What to run.")
 flags.DEFINE_string("coordinator_address", None, "host:port of process 0, for multi-process runs without a "
                     "cluster environment (e.g. two local processes); TPU pods are detected automatically.")
 flags.DEFINE_integer("num_processes", None, "With --coordinator_address: the number of processes.")
@@ -85,6 +88,14 @@ def main(argv: list[str]) -> None:
         from dae_jax.demo import run_demo
 
         run_demo(config, workdir)
+    elif FLAGS.mode == "label":
+        from dae_jax.label import label_dataset
+
+        if not (config.teacher.checkpoint and config.data.dataset_dir):
+            raise app.UsageError("--mode=label needs --config.teacher.checkpoint and --config.data.dataset_dir")
+        label_dataset(config.teacher.checkpoint, config.teacher.model.to_dict(), config.data.dataset_dir,
+                      list(config.label.splits), config.label.output, config.label.batch_size,
+                      config.label.chunk_size)
     elif FLAGS.mode == "train":
         from dae_jax.train.loop import train
 

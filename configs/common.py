@@ -26,7 +26,13 @@ def get_config() -> ml_collections.ConfigDict:
     c.teacher = ml_collections.ConfigDict(dict(
         model=dict(model_type="DAv2", encoder="vitl", official=True, input_size_width=518, input_size_height=518),
         checkpoint="",  # depth_anything_v2_vitl.pth, or dae_jax params of a teacher trained here
+        # Stored proxy labels (a directory written by --mode=label): distillation reads them instead of running
+        # the teacher in the step, and then needs no teacher weights.
+        labels="",
     ))
+    # --mode=label: the teacher (config.teacher) over splits of config.data.dataset_dir, its relative inverse
+    # depth stored once (dae_jax/label.py). output "" -> <dataset_dir>/labels; batch_size is global.
+    c.label = ml_collections.ConfigDict(dict(splits=("train",), output="", batch_size=8, chunk_size=64))
     # The input pipeline (dae_jax.data.pipeline.InputConfig); batch_size is GLOBAL (over all hosts/devices).
     c.data = ml_collections.ConfigDict(dict(
         dataset_dir="", split="train", batch_size=8, clip_length=1, clip_step=None, crop=(256, 320),
@@ -38,6 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
         label_space="logdepth", si_lambda=0.0, gradient_weight=0.5, gradient_scales=4, ssi_alpha=0.5,
         reg_factor=3.70378, clip_distance=80.0, disparity_loss="ssi",
         sky_as_far=False,  # supervised: ground truth 0 = sky (trained as far) instead of unknown (masked)
+        ignore_largest_fraction=0.0,  # per image, drop this share of the largest per-pixel losses (DAv2: 0.1)
     ))
     c.optim = ml_collections.ConfigDict(dict(
         lr=5e-5, encoder_lr=5e-6, weight_decay=0.01, b1=0.9, b2=0.999, warmup_steps=500, schedule="cosine",

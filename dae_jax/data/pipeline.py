@@ -11,6 +11,9 @@ Batches (host-local, B = batch_size, T = clip_length, (h, w) = crop or the senso
   rgb           (B, T, h, w, 3) float32 in [0, 1]        when load_rgb (zeros where the frame has no RGB)
   rgb_valid     (B, T) bool                             when load_rgb (False where the frame has no RGB)
   depth         (B, T, h, w) float32 metres, 0 = invalid when load_depth (all 0 where the frame has none)
+  teacher_disparity (B, T, h, w) float32       when labels: the stored teacher labels, cropped/flipped like the
+                                                events (zeros where the frame has none)
+  label_valid   (B, T) bool                     when labels (False where the frame has no stored label)
   sequence_id   (B,) int32, index into the split's sequence list (metadata order)
   frame_index   (B, T) int64
   timestamp_us  (B, T) int64
@@ -38,6 +41,7 @@ from etils import epath
 
 from dae_jax.data import schema
 from dae_jax.data.augment import apply_crop_flip, sample_crop_flip
+from dae_jax.data.labels import LabelSource
 from dae_jax.events import get_representation, tencode_from_voxels
 
 Batch = dict[str, np.ndarray]
@@ -54,6 +58,7 @@ class InputConfig:
     (height/width come from the metadata). Stored encodings are used as stored: 'tencode' needs name
     'tencode'; 'voxels' are converted by tencode_from_voxels for 'tencode' and kept for 'voxel_grid'.
     read_threads: threads reading and encoding clips in each process (grain ReadOptions.num_threads).
+    labels: a directory of stored teacher labels for this dataset (dae_jax.data.labels), or "" for none.
     """
 
     dataset_dir: str
@@ -73,6 +78,7 @@ class InputConfig:
     worker_count: int = 0
     read_threads: int = 2
     drop_remainder: bool = True
+    labels: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "dataset_dir", str(self.dataset_dir))
@@ -225,6 +231,7 @@ class ClipSource:
         self._load_rgb, self._load_depth = config.load_rgb, config.load_depth
         self._sequence_ids, self._starts = clip_index(split, clip_length, step)
         self._encode = EventEncoder(split, self._representation)
+        self._labels = LabelSource(config.labels, split.dataset_dir, split.split) if config.labels else None
         self._records = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -238,7 +245,7 @@ class ClipSource:
         return (
             f"ClipSource(dataset_dir={s.dataset_dir!r}, split={s.split!r}, clip_length={self._clip_length}, "
             f"step={self._step}, clips={len(self)}, representation={self._representation}, "
-            f"load_rgb={self._load_rgb}, load_depth={self._load_depth})"
+            f"load_rgb={self._load_rgb}, load_depth={self._load_depth}, labels={self._labels is not None})"
         )
 
     def _open(self) -> Any:
@@ -280,6 +287,12 @@ class ClipSource:
         if self._load_depth:
             depth = [self._image(r, "depth", start + k, (height, width)) for k, r in enumerate(records)]
             clip["depth"] = np.stack([np.zeros((height, width), np.float32) if x is None else x for x in depth])
+        if self._labels is not None:
+            labels = [self._image({"label": x}, "label", start + k, (height, width))
+                      for k, x in enumerate(self._labels.__getitems__(range(start, start + self._clip_length)))]
+            clip["teacher_disparity"] = np.stack([np.zeros((height, width), np.float32) if x is None
+                                                  else x.astype(np.float32) for x in labels])
+            clip["label_valid"] = np.array([x is not None for x in labels])
         return clip
 
     def _image(self, record: Mapping[str, Any], key: str, index: int, shape: tuple[int, ...]) -> np.ndarray | None:
@@ -312,7 +325,8 @@ class CropFlipClip(grain.transforms.RandomMap):
 
     def random_map(self, clip: dict[str, np.ndarray], rng: np.random.Generator | None) -> Batch:
         params = sample_crop_flip(self._size, self._crop, self._random_crop, self._hflip, rng)
-        out = {**clip, **apply_crop_flip({k: clip[k] for k in ("events", "rgb", "depth") if k in clip}, params)}
+        images = ("events", "rgb", "depth", "teacher_disparity")
+        out = {**clip, **apply_crop_flip({k: clip[k] for k in images if k in clip}, params)}
         if "rgb" in out:
             out["rgb"] = out["rgb"].astype(np.float32) / np.float32(255.0)
         return out

@@ -9,11 +9,31 @@ turn a training step into NaN; with valid pixels every value is the reference's.
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
 REDUCTIONS = ("batch", "image")
+MAX_DENOMINATOR = 10_000  # drop_largest reads its fraction as the nearest ratio with at most this denominator
+
+
+def drop_largest(values: jnp.ndarray, mask: jnp.ndarray, fraction: float) -> jnp.ndarray:
+    """Per image (leading axis), the mask without its floor(fraction * n_valid) largest valid values (earlier first)."""
+    batch, shape = values.shape[0], values.shape
+    valid = mask.astype(bool).reshape(batch, -1)
+    # Exact integer floor(n * num / den), split so that no product exceeds den^2 (int32-safe)
+    ratio = Fraction(fraction).limit_denominator(MAX_DENOMINATOR)
+    num, den = ratio.numerator, ratio.denominator
+    n = jnp.sum(valid, axis=1, dtype=jnp.int32)
+    count = (n // den) * num + (n % den) * num // den
+    # Order: valid pixels first, largest value first, ties by pixel index; then every pixel's place in that order
+    index = lax.broadcasted_iota(jnp.int32, valid.shape, 1)
+    key = -lax.stop_gradient(values).reshape(batch, -1)
+    order = lax.sort((~valid, key, index), dimension=1, num_keys=3)[2]
+    rank = jnp.argsort(order, axis=1)
+    return (valid & (rank >= count[:, None])).reshape(shape)
 
 
 def masked_reduction(image_loss: jnp.ndarray, divisor: jnp.ndarray, reduction: str) -> jnp.ndarray:

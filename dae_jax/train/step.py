@@ -79,11 +79,29 @@ def make_targets(objective: str, loss_cfg: Mapping, depth: jnp.ndarray | None,
     return teacher_disparity, mask
 
 
+def _max_normalized(t: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
+    """One image's target over its maximum on the mask (disparity_loss 'max_normalized')."""
+    return t / jnp.maximum(jnp.max(jnp.where(m, t, 0.0)), 1e-12)
+
+
+def _pixel_residual(loss_cfg: Mapping, p: jnp.ndarray, t: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
+    """One image's (1, H, W) per-pixel |residual| of the configured data term, ranked by ignore_largest_fraction."""
+    if loss_cfg["label_space"] == "logdepth":  # scale-invariant loss: deviation of d = t - p from its masked mean
+        return jnp.abs(t - p - jnp.sum(jnp.where(m, t - p, 0.0)) / jnp.maximum(jnp.sum(m.astype(bool)), 1))
+    if loss_cfg.get("disparity_loss", "ssi") == "max_normalized":
+        return jnp.abs(p - _max_normalized(t, m))
+    scale, shift = losses.scale_and_shift(p, t, m)  # SSI: after the closed-form scale and shift alignment
+    return jnp.abs(scale[:, None, None] * p + shift[:, None, None] - t)
+
+
 def per_image_loss(loss_cfg: Mapping, prediction: jnp.ndarray, target: jnp.ndarray, mask: jnp.ndarray) -> jnp.ndarray:
-    """The configured loss of each image, (N,)."""
+    """The configured loss of each image, (N,), without its largest residuals with ignore_largest_fraction > 0."""
+    fraction = float(loss_cfg.get("ignore_largest_fraction", 0.0))
 
     def one(p, t, m):
         p, t, m = p[None], t[None], m[None]
+        if fraction:  # Depth Anything V2's noisy-label treatment: the worst pixels leave the mask, then the loss
+            m = losses.drop_largest(_pixel_residual(loss_cfg, p, t, m), m, fraction)
         if loss_cfg["label_space"] == "logdepth":
             value = losses.si_loss(p, t, m, float(loss_cfg["si_lambda"]))
             weight = float(loss_cfg["gradient_weight"])
@@ -92,7 +110,7 @@ def per_image_loss(loss_cfg: Mapping, prediction: jnp.ndarray, target: jnp.ndarr
             return value
         alpha, scales = float(loss_cfg["ssi_alpha"]), int(loss_cfg["gradient_scales"])
         if loss_cfg.get("disparity_loss", "ssi") == "max_normalized":
-            t = t / jnp.maximum(jnp.max(jnp.where(m, t, 0.0)), 1e-12)
+            t = _max_normalized(t, m)
             value = losses.midas_mse(p, t, m, "batch")
             return value + alpha * losses.gradient_loss(p, t, m, scales, "batch") if alpha else value
         return losses.ssi_loss(p, t, m, alpha, scales, "batch")
@@ -110,7 +128,8 @@ def make_train_step(student: DepthAnythingV2, teacher: DepthAnythingV2 | None, o
                     objective: str, loss_cfg: Mapping, axis_name: str | None = "batch",
                     input_key: str = "events") -> Callable:
     """The per-device step. Batches hold the student's input (`events`, or `rgb` to train a frame model)
-    (B, T, H, W, C) and `depth` (B, T, H, W) or, for distillation, `rgb` (B, T, H, W, 3)."""
+    (B, T, H, W, C) and `depth` (B, T, H, W) or, for distillation, `rgb` (B, T, H, W, 3) for the teacher in the
+    step, or with teacher None the stored labels `teacher_disparity` (B, T, H, W) and `label_valid` (B, T)."""
     if objective not in OBJECTIVES:
         raise ValueError(f"config.objective must be one of {OBJECTIVES}, got {objective!r}")
     if loss_cfg["label_space"] not in LABEL_SPACES:
@@ -118,8 +137,9 @@ def make_train_step(student: DepthAnythingV2, teacher: DepthAnythingV2 | None, o
     if loss_cfg.get("disparity_loss", "ssi") not in DISPARITY_LOSSES:
         raise ValueError(f"config.loss.disparity_loss must be one of {DISPARITY_LOSSES}, "
                          f"got {loss_cfg['disparity_loss']!r}")
-    if objective == "distill" and teacher is None:
-        raise ValueError("objective 'distill' needs a teacher (config.teacher)")
+    fraction = loss_cfg.get("ignore_largest_fraction", 0.0)
+    if not isinstance(fraction, int | float) or not 0.0 <= fraction < 1.0:
+        raise ValueError(f"config.loss.ignore_largest_fraction must be in [0, 1), got {fraction!r}")
 
     def mean(x):
         return lax.pmean(x, axis_name) if axis_name else x
@@ -127,7 +147,10 @@ def make_train_step(student: DepthAnythingV2, teacher: DepthAnythingV2 | None, o
     def step(state: TrainState, batch: Mapping[str, jnp.ndarray], teacher_params: Any):
         events = batch[input_key]
         b, t, h, w = events.shape[:4]
-        if objective == "distill":
+        if objective == "distill" and teacher is None:  # stored labels; frames without one do not count
+            target, mask = make_targets(objective, loss_cfg, None, batch["teacher_disparity"].reshape(b * t, h, w))
+            mask = mask & batch["label_valid"].reshape(b * t, 1, 1)
+        elif objective == "distill":
             frames = batch["rgb"].reshape(b * t, h, w, 3)
             target, mask = make_targets(objective, loss_cfg, None, teacher_labels(teacher, teacher_params, frames))
         else:
