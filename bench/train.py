@@ -1,15 +1,19 @@
-"""Distillation step throughput: DAv2-vits student on Tencode, frozen DAv2 teacher on the RGB frame, JAX vs PyTorch.
+"""Training benchmarks, each against a baseline measured in the same run.
 
-One step = teacher forward (518 size rule) -> proxy labels in log depth -> student forward/backward at the crop
--> AdamW. The PyTorch side is the same step on the reference models of tests/torch_reference.py with the same
-loss, in the same process; the ratio (PyTorch time / JAX time) is what this machine says.
+torch   the distillation step (teacher forward with the 518 size rule -> proxy labels in log depth -> student
+        DAv2-vits forward/backward at 266x350 -> AdamW) in JAX against the same step in PyTorch on the reference
+        models of tests/torch_reference.py; ratio = JAX examples/s / PyTorch examples/s.
+labels  the same JAX step with the teacher (--label-teacher, the paper's vitl) in the step against the step from
+        stored labels (no teacher); ratio = teacher-in-the-step time / stored-labels time. Then the labelling
+        throughput of dae_jax.label (frames/s) with that teacher on 260x346 frames of a synthetic dataset.
 
-Run from the repository root: python bench/train.py [--batch 2] [--steps 3] [--teacher vits]
+Run from the repository root: python bench/train.py [--only torch labels] [--batch 2] [--steps 3] [--teacher vits]
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import time
 from pathlib import Path
@@ -53,13 +57,8 @@ def torch_step(student, teacher, opt, events, rgb, loss_cfg):
     return float(loss.detach())
 
 
-def main() -> None:
-    """Time both steps and print examples/s and their ratio."""
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batch", type=int, default=2)
-    parser.add_argument("--steps", type=int, default=3)
-    parser.add_argument("--teacher", default="vits", help="teacher encoder (the paper uses vitl)")
-    args = parser.parse_args()
+def torch_comparison(args: argparse.Namespace) -> None:
+    """The JAX distillation step against the same step in PyTorch: examples/s and their ratio."""
     cfg = common.get_config()
     rng = np.random.default_rng(0)
     events = rng.uniform(size=(args.batch, 1, H, W, 3)).astype(np.float32)
@@ -98,6 +97,92 @@ def main() -> None:
     print(f"JAX   {jax_rate:.3f} examples/s (compile {compile_s:.1f} s)")
     print(f"torch {torch_rate:.3f} examples/s ({torch.get_num_threads()} threads)")
     print(f"ratio JAX / torch: {jax_rate / torch_rate:.2f}")
+
+
+def _step_seconds(step, state, batch, teacher_params, steps: int) -> tuple[float, float, object]:
+    """(compile + first step seconds, best seconds of one step over `steps`, the state after them)."""
+    start = time.perf_counter()
+    state, metrics = step(state, batch, teacher_params)
+    jax.block_until_ready(metrics)
+    first = time.perf_counter() - start
+    best = float("inf")
+    for _ in range(steps):
+        start = time.perf_counter()
+        state, metrics = step(state, batch, teacher_params)
+        jax.block_until_ready(metrics)
+        best = min(best, time.perf_counter() - start)
+    return first, best, state
+
+
+def stored_labels(args: argparse.Namespace) -> None:
+    """The distillation step with the teacher in it against the step from stored labels; labelling frames/s."""
+    import tempfile
+
+    from dae_jax.label import label_with
+    from dae_jax.train.state import init_params
+    from tfds_builders import build
+    from tfds_builders.synthetic_events.synthetic_events_dataset_builder import SyntheticConfig
+
+    cfg = common.get_config()
+    rng = np.random.default_rng(0)
+    student = DepthAnythingV2(encoder="vits", activation="softplus", inv_prediction=True, input_width=350,
+                              input_height=266)
+    teacher = DepthAnythingV2(encoder=args.label_teacher, official=True)
+    params = init_params(student, jax.random.PRNGKey(0), H, W)
+    teacher_params = init_params(teacher, jax.random.PRNGKey(1), 518, 686)
+    optimizer = optax.adamw(1e-5, weight_decay=0.01)
+    rgb = rng.uniform(size=(args.batch, 1, H, W, 3)).astype(np.float32)
+    batch = {"events": rng.uniform(size=(args.batch, 1, H, W, 3)).astype(np.float32), "rgb": rgb}
+    in_step = jax.jit(make_train_step(student, teacher, optimizer, "distill", cfg.loss, axis_name=None),
+                      donate_argnums=(0,))
+    labels = jax.jit(lambda p, x: teacher.apply({"params": p}, x, method=teacher.infer))(teacher_params, rgb[:, 0])
+    stored = {"events": batch["events"], "teacher_disparity": np.asarray(labels)[:, None].astype(np.float32),
+              "label_valid": np.ones((args.batch, 1), bool)}
+    from_labels = jax.jit(make_train_step(student, None, optimizer, "distill", cfg.loss, axis_name=None),
+                          donate_argnums=(0,))
+    compile_t, teacher_s, _ = _step_seconds(in_step, create_train_state(params, optimizer, 0), batch, teacher_params,
+                                            args.steps)
+    compile_s, labels_s, _ = _step_seconds(from_labels, create_train_state(params, optimizer, 0), stored, None,
+                                           args.steps)
+    print(f"distillation step, student DAv2-vits {H}x{W}, batch {args.batch}, best of {args.steps}")
+    print(f"teacher DAv2-{args.label_teacher} in the step (518 rule): {teacher_s:.2f} s/step "
+          f"({args.batch / teacher_s:.3f} examples/s; first step with compile {compile_t:.1f} s)")
+    print(f"stored labels, no teacher:               {labels_s:.2f} s/step "
+          f"({args.batch / labels_s:.3f} examples/s; first step with compile {compile_s:.1f} s)")
+    print(f"ratio teacher-in-the-step / stored labels: {teacher_s / labels_s:.1f}x")
+
+    with tempfile.TemporaryDirectory() as root:
+        synthetic = SyntheticConfig(name="bench_labels", event_format="tencode", num_train=1, num_test=1,
+                                    frames_per_sequence=args.label_frames, height=260, width=346, workers=1)
+        dataset = str(build("synthetic_events", synthetic, root).data_path)
+        model_config = {"model_type": "DAv2", "encoder": args.label_teacher, "official": True}
+        batch_size = jax.device_count()
+        label_with(teacher_params, model_config, {"checkpoint": "random"}, dataset, ["test"],  # warm-up: compile
+                   os.path.join(root, "warmup"), batch_size, batch_size)
+        start = time.perf_counter()
+        label_with(teacher_params, model_config, {"checkpoint": "random"}, dataset, ["train"],
+                   os.path.join(root, "labels"), batch_size, args.label_frames)
+        seconds = time.perf_counter() - start
+    print(f"labelling (dae_jax.label, DAv2-{args.label_teacher}, 260x346 frames, batch {batch_size}): "
+          f"{args.label_frames / seconds:.3f} frames/s ({args.label_frames} frames in {seconds:.1f} s)")
+
+
+SECTIONS = {"torch": torch_comparison, "labels": stored_labels}
+
+
+def main() -> None:
+    """Run the chosen sections (all by default)."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--only", nargs="+", choices=sorted(SECTIONS), default=list(SECTIONS))
+    parser.add_argument("--batch", type=int, default=2)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--teacher", default="vits", help="teacher encoder of the PyTorch comparison")
+    parser.add_argument("--label-teacher", default="vitl", help="teacher encoder of the labels section (paper: vitl)")
+    parser.add_argument("--label-frames", type=int, default=4, help="frames labelled for the throughput")
+    args = parser.parse_args()
+    for name in args.only:
+        print(f"== {name}")
+        SECTIONS[name](args)
 
 
 if __name__ == "__main__":

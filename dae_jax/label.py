@@ -79,12 +79,18 @@ def _check_resumable(existing: Mapping[str, Any], manifest: Mapping[str, Any], p
 
 def label_dataset(teacher_checkpoint: str, teacher_model: Mapping[str, Any], dataset_dir: str,
                   splits: Sequence[str], output: str = "", batch_size: int = 8, chunk_size: int = 64) -> str:
-    """Label `splits` of the dataset with the teacher (resuming a killed job); returns the label directory.
-
-    batch_size is global (over all devices of all hosts); chunk_size records make one file.
-    """
+    """Label `splits` of the dataset with the teacher's weights file (resuming a killed job); returns the label
+    directory. batch_size is global (over all devices of all hosts); chunk_size records make one file."""
     from dae_jax.convert import load_params
 
+    params, model_config = load_params(teacher_checkpoint, dict(teacher_model))
+    source = {"checkpoint": os.path.abspath(teacher_checkpoint), "sha256": L.weights_fingerprint(teacher_checkpoint)}
+    return label_with(params, model_config, source, dataset_dir, splits, output, batch_size, chunk_size)
+
+
+def label_with(params: Any, model_config: Mapping[str, Any], source: Mapping[str, Any], dataset_dir: str,
+               splits: Sequence[str], output: str = "", batch_size: int = 8, chunk_size: int = 64) -> str:
+    """label_dataset for teacher params in memory; `source` says where they came from (kept in labels.json)."""
     if chunk_size < 1:
         raise ValueError(f"config.label.chunk_size must be >= 1, got {chunk_size}")
     if batch_size < 1 or batch_size % jax.device_count():
@@ -93,11 +99,9 @@ def label_dataset(teacher_checkpoint: str, teacher_model: Mapping[str, Any], dat
     if not splits:
         raise ValueError("config.label.splits is empty: name the splits to label (e.g. train)")
     out = epath.Path(output or os.path.join(dataset_dir, "labels"))
-    params, model_config = load_params(teacher_checkpoint, dict(teacher_model))
     teacher = model_from_config(model_config)
     manifest = L.label_manifest(dataset_dir, splits, {
-        "checkpoint": os.path.abspath(teacher_checkpoint), "sha256": L.weights_fingerprint(teacher_checkpoint),
-        "model": model_config,
+        **source, "model": dict(model_config),
         "size_rule": {"input_size_width": teacher.input_width, "input_size_height": teacher.input_height,
                       "rule": "keep aspect ratio, cover the input size, multiples of 14 (DAv2 lower_bound)"},
     }, chunk_size, batch_size)
