@@ -140,10 +140,11 @@ def stored_labels(args: argparse.Namespace) -> None:
               "label_valid": np.ones((args.batch, 1), bool)}
     from_labels = jax.jit(make_train_step(student, None, optimizer, "distill", cfg.loss, axis_name=None),
                           donate_argnums=(0,))
-    compile_t, teacher_s, _ = _step_seconds(in_step, create_train_state(params, optimizer, 0), batch, teacher_params,
-                                            args.steps)
-    compile_s, labels_s, _ = _step_seconds(from_labels, create_train_state(params, optimizer, 0), stored, None,
-                                           args.steps)
+    def fresh():  # each run donates its state: start each from its own copy of the params
+        return create_train_state(jax.tree.map(np.array, params), optimizer, 0)
+
+    compile_t, teacher_s, _ = _step_seconds(in_step, fresh(), batch, teacher_params, args.steps)
+    compile_s, labels_s, _ = _step_seconds(from_labels, fresh(), stored, None, args.steps)
     print(f"distillation step, student DAv2-vits {H}x{W}, batch {args.batch}, best of {args.steps}")
     print(f"teacher DAv2-{args.label_teacher} in the step (518 rule): {teacher_s:.2f} s/step "
           f"({args.batch / teacher_s:.3f} examples/s; first step with compile {compile_t:.1f} s)")

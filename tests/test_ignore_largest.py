@@ -91,7 +91,8 @@ def test_drop_largest_matches_numpy_reference(seed, fraction):
 
 def test_drop_largest_counts_exactly_and_under_vmap():
     values = jnp.arange(10.0)[None]
-    for fraction, kept in [(0.7, [0, 1, 2]), (0.3, list(range(7))), (0.1, list(range(9))), (0.05, list(range(10)))]:
+    for fraction, kept in [(0.7, [0, 1, 2]), (0.3, list(range(7))), (0.1, list(range(9))), (0.05, list(range(10))),
+                           (0.99999, [0])]:
         np.testing.assert_array_equal(np.flatnonzero(losses.drop_largest(values, values >= 0, fraction)), kept)
     batched = jax.vmap(lambda v, m: losses.drop_largest(v[None], m[None], 0.5)[0])
     values = np.random.default_rng(3).uniform(size=(4, 5, 6))

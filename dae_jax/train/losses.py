@@ -27,7 +27,7 @@ def drop_largest(values: jnp.ndarray, mask: jnp.ndarray, fraction: float) -> jnp
     ratio = Fraction(fraction).limit_denominator(MAX_DENOMINATOR)
     num, den = ratio.numerator, ratio.denominator
     n = jnp.sum(valid, axis=1, dtype=jnp.int32)
-    count = (n // den) * num + (n % den) * num // den
+    count = jnp.minimum((n // den) * num + (n % den) * num // den, jnp.maximum(n - 1, 0))  # > 0.99995 reads as 1
     # Order: valid pixels first, largest value first, ties by pixel index; then every pixel's place in that order
     index = lax.broadcasted_iota(jnp.int32, valid.shape, 1)
     key = -lax.stop_gradient(values).reshape(batch, -1)
