@@ -37,6 +37,8 @@ def get_config():
         teacher_steps=600,  # stage (a): supervised on RGB + ground truth, max-normalised inverse-depth loss
         teacher_loss="max_normalized",  # its config.loss.disparity_loss (SSI collapses from scratch, see step.py)
         teacher_output_bias=1.0,  # config.train.output_bias_init of the teacher: its ReLU output starts alive
+        # Distil from the teacher's labels stored once (stage "label") rather than running it in every step.
+        stored_labels=True,
         recurrent_clip_length=4,  # DepthAnyEvent-R trains on clips of 4 consecutive stacks,
         recurrent_batch_size=2,  # 2 clips per batch: as many frames as the DAv2 students' batch of 8
         students=("dav2", "recdav2"),

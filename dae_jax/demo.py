@@ -4,11 +4,13 @@ Stages, each in its own directory under the workdir so that an interrupted demo 
   1. data      the synthetic world as a TFDS dataset (RGB frames, Tencode event stacks, ground-truth depth)
   2. teacher   a frame model of the DAv2 architecture trained on RGB + ground truth: the stand-in for the
                foundation model (skipped when config.teacher.checkpoint names real weights)
-  3-6. students  DepthAnyEvent (DAv2) and DepthAnyEvent-R, distilled from the teacher's proxy labels on the
+  3. label     the teacher over the training split's RGB frames once, its proxy labels stored (dae_jax.label)
+               (config.demo.stored_labels; False runs the teacher inside every distillation step instead)
+  4-7. students  DepthAnyEvent (DAv2) and DepthAnyEvent-R, distilled from the teacher's proxy labels on the
                aligned RGB frames (never ground truth), and the same students trained supervised on ground truth
-  7. evaluate  every model, an untrained student of each kind and the teacher's proxy labels, on the test split
+  8. evaluate  every model, an untrained student of each kind and the teacher's proxy labels, on the test split
                with the paper's protocol -> the results table (Table 3 in miniature) and pictures
-  8. export    the distilled students as PyTorch checkpoints, checked against the PyTorch reference
+  9. export    the distilled students as PyTorch checkpoints, checked against the PyTorch reference
                (tests/torch_reference.py) on test frames
 Outputs: <workdir>/results.md, results.json, comparison.png and each stage's eval/ pictures.
 """
@@ -95,9 +97,10 @@ def _train_stage(c: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict
     return load_run(workdir)
 
 
-def student_config(config: Any, dataset_dir: str, student: str, objective: str, teacher: tuple[str, dict] | None
-                   ) -> ml_collections.ConfigDict:
-    """The training config of one student ('dav2' | 'recdav2') under one objective ('distill' | 'supervised')."""
+def student_config(config: Any, dataset_dir: str, student: str, objective: str, teacher: tuple[str, dict] | None,
+                   labels: str = "") -> ml_collections.ConfigDict:
+    """The training config of one student ('dav2' | 'recdav2') under one objective ('distill' | 'supervised');
+    a distilled student reads the stored `labels` when given, else runs the teacher in its step."""
     if student not in STUDENT_NAMES:
         raise ValueError(f"config.demo.students: unknown student {student!r}; expected one of {sorted(STUDENT_NAMES)}")
     if objective not in ("distill", "supervised"):
@@ -109,7 +112,7 @@ def student_config(config: Any, dataset_dir: str, student: str, objective: str, 
                         "data.clip_length": config.demo.recurrent_clip_length,
                         "data.batch_size": config.demo.recurrent_batch_size})
     if objective == "distill":
-        changes.update({"teacher.checkpoint": teacher[0], "teacher.model": teacher[1]})
+        changes.update({"teacher.checkpoint": teacher[0], "teacher.model": teacher[1], "teacher.labels": labels})
     return _stage_config(config, dataset_dir, **changes)
 
 
@@ -320,15 +323,24 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
     runs = [(s, o) for o in config.demo.objectives for s in config.demo.students]
     for student, objective in runs:  # refuse bad values before minutes of data generation and training
         validate(student_config(config, "", student, objective, (config.teacher.checkpoint or "<teacher>", {})))
-    stages = _Stages(total=4 + len(runs))
+    stages = _Stages(total=4 + bool(config.demo.stored_labels) + len(runs))
     stages.begin("data", "build the synthetic event world (RGB, Tencode events, depth)")
     dataset_dir = build_dataset(config, os.path.abspath(config.demo.data_dir or os.path.join(workdir, "data")))
     teacher = _teacher(config, workdir, dataset_dir, stages)
+    labels = ""
+    if config.demo.stored_labels:
+        from dae_jax.data.labels import weights_fingerprint
+        from dae_jax.label import label_dataset
+
+        stages.begin("label", "label the training frames once with the teacher (stored proxy labels)")
+        output = os.path.join(workdir, "labels", weights_fingerprint(teacher[0])[:12])  # one directory per teacher
+        labels = label_dataset(*teacher, dataset_dir, [config.data.split], output, config.label.batch_size,
+                               config.label.chunk_size)
     trained = {}
     for student, objective in runs:
         how = "distil from the teacher's proxy labels" if objective == "distill" else "train on ground truth"
         stages.begin(f"{student}_{objective}", f"{STUDENT_NAMES[student]}: {how}")
-        c = student_config(config, dataset_dir, student, objective, teacher)
+        c = student_config(config, dataset_dir, student, objective, teacher, labels)
         trained[(student, objective)] = _train_stage(c, os.path.join(workdir, f"{student}_{objective}"))
     stages.begin("evaluate", "evaluate on the test split with the paper's protocol")
     results = _evaluate_all(config, dataset_dir, workdir, teacher, trained)

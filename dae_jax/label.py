@@ -65,10 +65,11 @@ def _rgb_only_source(dataset_dir: str, split: str) -> Any:
 def _check_resumable(existing: Mapping[str, Any], manifest: Mapping[str, Any], path: epath.Path) -> None:
     """A job may only continue labels made by the same teacher, dataset splits and chunking."""
 
-    def settings(m):
+    def settings(m):  # the teacher is its weights' fingerprint, not the path they were read from
         splits = {s: {k: e.get(k) for k in _IDENTITY_KEYS} for s, e in m["splits"].items()}
+        teacher = {k: v for k, v in m.get("teacher", {}).items() if k != "checkpoint"}
         return {"format_version": m.get("format_version"), "chunk_size": m.get("chunk_size"),
-                "batch_size": m.get("batch_size"), "teacher": m.get("teacher"), "splits": splits}
+                "batch_size": m.get("batch_size"), "teacher": teacher, "splits": splits}
 
     old, new = settings(existing), settings(manifest)
     differs = [k for k in new if old[k] != new[k]]

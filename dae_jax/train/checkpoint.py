@@ -6,12 +6,14 @@ Saving is asynchronous; `wait` blocks until the last save is on disk.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from typing import Any
 
 import grain
 import jax
 import orbax.checkpoint as ocp
+from absl import logging
 from etils import epath
 
 
@@ -26,7 +28,8 @@ class Checkpointer:
                                              item_names=("state", "data"))
 
     def save(self, step: int, state: Any, data_iterator: Any) -> None:
-        """Start an asynchronous save of the state and the pipeline position at `step`."""
+        """Start an asynchronous save of the state and the pipeline position at `step` (`data_iterator`: the
+        grain iterator, or any object whose get_state() gives the position to save)."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(jax.device_get(state)),
                                   data=grain.checkpoint.CheckpointSave(data_iterator))
         self.manager.save(step, args=args, force=True)
@@ -36,14 +39,24 @@ class Checkpointer:
         return self.manager.latest_step()
 
     def restore(self, state_template: Any, data_iterator: Any, step: int | None = None) -> Any:
-        """Restore the state (shaped like `state_template`) and rewind `data_iterator` in place."""
+        """Restore the state (a dataclass shaped like `state_template`) and rewind `data_iterator` in place.
+
+        Fields the checkpoint does not have (checkpoints written before TrainState.first_bad_step existed)
+        keep the template's values, so older runs resume.
+        """
         step = self.manager.latest_step() if step is None else step
         if step is None:
             raise FileNotFoundError(f"no checkpoint in {self.directory}")
-        template = jax.tree.map(ocp.utils.to_shape_dtype_struct, jax.device_get(state_template))
+        saved = self.manager.item_metadata(step)["state"].tree
+        fields = {f.name: getattr(state_template, f.name) for f in dataclasses.fields(state_template)}
+        missing = sorted(set(fields) - set(saved))
+        if missing:
+            logging.warning("checkpoint %d has no %s; they keep their initial values", step, missing)
+        template = jax.tree.map(ocp.utils.to_shape_dtype_struct,
+                                jax.device_get({k: v for k, v in fields.items() if k in saved}))
         restored = self.manager.restore(step, args=ocp.args.Composite(
             state=ocp.args.StandardRestore(template), data=grain.checkpoint.CheckpointRestore(data_iterator)))
-        return restored["state"]
+        return state_template.replace(**restored["state"])
 
     def wait(self) -> None:
         """Block until pending asynchronous saves are written."""

@@ -20,12 +20,14 @@ SCHEDULES = ("cosine", "poly", "constant")
 
 @flax.struct.dataclass
 class TrainState:
-    """Everything a step changes: the step count, params, optimiser state and the RNG key."""
+    """Everything a step changes: the step count, params, optimiser state, the RNG key, and the first step
+    whose loss or gradient was not finite (0: none; from that step on the state stays as it was before it)."""
 
     step: jnp.ndarray
     params: Any
     opt_state: Any
     rng: jnp.ndarray
+    first_bad_step: jnp.ndarray
 
 
 def param_groups(params: Mapping, freeze_encoder: bool, recurrent: bool) -> Any:
@@ -111,4 +113,4 @@ def merge_params(target: Mapping, loaded: Mapping, source: str) -> tuple[dict, l
 def create_train_state(params: Any, optimizer: optax.GradientTransformation, seed: int) -> TrainState:
     """Step 0 with a fresh optimiser state."""
     return TrainState(step=jnp.zeros((), jnp.int32), params=params, opt_state=optimizer.init(params),
-                      rng=jax.random.PRNGKey(seed))
+                      rng=jax.random.PRNGKey(seed), first_bad_step=jnp.zeros((), jnp.int32))

@@ -171,9 +171,13 @@ def make_train_step(student: DepthAnythingV2, teacher: DepthAnythingV2 | None, o
         params = optax.apply_updates(state.params, updates)
         new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
                             rng=jax.random.fold_in(state.rng, state.step))
-        # A non-finite loss or gradient leaves the state as it was; the loop reports the step and stops.
-        new = jax.tree.map(lambda a, b_: jnp.where(finite, a, b_), new, state)
-        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads), "finite": finite}
+        # The first non-finite loss or gradient is recorded in the state, which from then on stays as it was
+        # before that step; the loop reads it when it next fetches metrics, reports the step and stops.
+        ok = finite & (state.first_bad_step == 0)
+        new = jax.tree.map(lambda a, b_: jnp.where(ok, a, b_), new, state)
+        first_bad = (state.first_bad_step == 0) & ~finite
+        new = new.replace(first_bad_step=jnp.where(first_bad, state.step + 1, state.first_bad_step))
+        metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}
         return new, metrics
 
     return step
