@@ -6,13 +6,20 @@ torch   the distillation step (teacher forward with the 518 size rule -> proxy l
 labels  the same JAX step with the teacher (--label-teacher, the paper's vitl) in the step against the step from
         stored labels (no teacher); ratio = teacher-in-the-step time / stored-labels time. Then the labelling
         throughput of dae_jax.label (frames/s) with that teacher on 260x346 frames of a synthetic dataset.
+host_gap  the host time between two device steps of the training loop (tiny student, 70x98 input, synthetic
+        data): wall time per step of the loop minus that of the same compiled step run back-to-back on a batch
+        already on the devices, for a re-implementation of the old loop (metrics to the host and metrics.jsonl
+        flushed every step, next batch read and sharded after the step) and for dae_jax.train.loop.train itself;
+        ratio = gap before / gap after.
 
-Run from the repository root: python bench/train.py [--only torch labels] [--batch 2] [--steps 3] [--teacher vits]
+Run from the repository root: python bench/train.py [--only torch labels host_gap] [--batch 2] [--steps 3]
+    [--teacher vits] [--gap-steps 30] [--gap-runs 3]
 """
 
 from __future__ import annotations
 
 import argparse
+import logging as pylogging
 import os
 import sys
 import time
@@ -168,7 +175,120 @@ def stored_labels(args: argparse.Namespace) -> None:
           f"{args.label_frames / seconds:.3f} frames/s ({args.label_frames} frames in {seconds:.1f} s)")
 
 
-SECTIONS = {"torch": torch_comparison, "labels": stored_labels}
+class _StepLog(pylogging.Handler):
+    """Wall-clock times of the training loop's "step N/M" log lines, by step."""
+
+    def __init__(self):
+        super().__init__()
+        self.times: dict[int, float] = {}
+
+    def emit(self, record: pylogging.LogRecord) -> None:
+        if isinstance(record.msg, str) and record.msg.startswith("step %d/%d"):
+            self.times[record.args[0]] = record.created
+
+
+def _loop_seconds(config, workdir: str, first: int, last: int) -> float:
+    """Seconds per step of dae_jax.train.loop.train between its log lines at steps `first` and `last`."""
+    from absl import logging
+
+    from dae_jax.train.loop import train
+
+    log, absl_logger, verbosity = _StepLog(), pylogging.getLogger("absl"), logging.get_verbosity()
+    absl_logger.addHandler(log)
+    absl_logger.propagate = False  # keep the run's own log lines off the screen
+    logging.set_verbosity(logging.INFO)
+    try:
+        train(config, workdir)
+    finally:
+        logging.set_verbosity(verbosity)
+        absl_logger.propagate = True
+        absl_logger.removeHandler(log)
+    return (log.times[last] - log.times[first]) / (last - first)
+
+
+def _old_loop_seconds(config, p_step, r_state, first: int, last: int) -> float:
+    """Seconds per step, between steps `first` and `last`, of the loop as it was before it kept the devices busy
+    (re-implemented): every step brings its metrics to the host (loss, grad_norm and the non-finite record, one
+    value at a time), appends and flushes its metrics.jsonl line, and only then reads and shards the next batch."""
+    import json
+    import tempfile
+
+    from dae_jax.data.pipeline import make_loader
+    from dae_jax.train.loop import input_config, shard
+
+    data_iter = iter(make_loader(input_config(config)))
+    keys = tuple({config.input, "depth"})
+    times = {}
+    with tempfile.TemporaryFile("w") as metrics_file:
+        for step in range(1, last + 1):
+            r_state, metrics = p_step(r_state, shard(next(data_iter), keys), None)
+            values = {k: float(np.asarray(v)[0]) for k, v in metrics.items()}
+            if int(np.asarray(r_state.first_bad_step)[0]):  # the old step returned this flag with its metrics
+                raise FloatingPointError(f"non-finite loss or gradient at step {step}")
+            metrics_file.write(json.dumps({"step": step, "loss": values["loss"]}) + "\n")
+            metrics_file.flush()
+            times[step] = time.perf_counter()
+    return (times[last] - times[first]) / (last - first)
+
+
+def host_gap(args: argparse.Namespace) -> None:
+    """Host time between two device steps of a tiny model, for the old per-step loop and for dae_jax.train.loop:
+    each loop's seconds per step minus those of the same compiled step run back-to-back on one batch already on
+    the devices; best of --gap-runs runs of --gap-steps steps after the first log step."""
+    import tempfile
+
+    from configs import synthetic_tiny
+    from dae_jax.data.pipeline import make_loader
+    from dae_jax.train import loop
+    from dae_jax.train.state import create_train_state, make_optimizer, param_groups
+    from tfds_builders import build
+    from tfds_builders.synthetic_events.synthetic_events_dataset_builder import SyntheticConfig
+
+    if not jax.config.jax_compilation_cache_dir:  # every train() run compiles the same step: compile it once
+        jax.config.update("jax_compilation_cache_dir", os.path.join(tempfile.gettempdir(), "dae_jax_bench_xla_cache"))
+    with tempfile.TemporaryDirectory() as root:
+        # A small world (as in tests/test_train.py) cropped at the network's 70x98: reading a batch is cheap, so
+        # less of the gap is decoding competing with XLA for the cores of a CPU-only machine.
+        world = SyntheticConfig(name="bench_host_gap", event_format="tencode", num_train=2, num_test=1,
+                                frames_per_sequence=8, height=80, width=112, workers=1)
+        config = synthetic_tiny.get_config()  # tiny encoder at 70x98, batch 8
+        config.data.update(dataset_dir=str(build("synthetic_events", world, root).data_path), crop=(70, 98))
+        first = config.train.log_every
+        last = first + args.gap_steps
+        config.train.update(num_steps=last, checkpoint_every=last, picture_every=0)
+        student, params = loop.build_student(config)
+        groups = param_groups(params, config.optim.freeze_encoder, bool(student.recurrent))
+        optimizer = make_optimizer(config.optim, last, groups)
+        state = create_train_state(params, optimizer, config.train.seed)
+        p_step = jax.pmap(make_train_step(student, None, optimizer, config.objective, config.loss),
+                          axis_name=loop.AXIS, donate_argnums=(0,))
+        sharding = loop.device_sharding()
+        batch = jax.device_put(loop.shard(next(iter(make_loader(loop.input_config(config)))), (config.input, "depth")),
+                               sharding)
+        device, before, after = [], [], []
+        for run in range(args.gap_runs):
+            r_state, _ = p_step(loop.replicate(state, sharding), batch, None)  # compiles in the first run
+            jax.block_until_ready(r_state)
+            start = time.perf_counter()
+            for _ in range(args.gap_steps):
+                r_state, _ = p_step(r_state, batch, None)
+            jax.block_until_ready(r_state)
+            device.append((time.perf_counter() - start) / args.gap_steps)
+            before.append(_old_loop_seconds(config, p_step, loop.replicate(state, sharding), first, last))
+            after.append(_loop_seconds(config, os.path.join(root, f"run_{run}"), first, last))
+    device_s, before_s, after_s = min(device), min(before), min(after)
+    gap_before, gap_after = before_s - device_s, after_s - device_s
+    print(f"tiny DAv2 student, 70x98 input (crops of an 80x112 synthetic world), batch "
+          f"{config.data.batch_size} over {jax.local_device_count()} devices; best of {args.gap_runs} runs of "
+          f"{args.gap_steps} steps")
+    print(f"step back-to-back on a device-resident batch: {device_s * 1e3:.1f} ms/step")
+    print(f"before (old per-step loop):  {before_s * 1e3:.1f} ms/step, host gap {gap_before * 1e3:.1f} ms")
+    print(f"after (dae_jax.train.loop):  {after_s * 1e3:.1f} ms/step, host gap {gap_after * 1e3:.1f} ms")
+    print(f"ratio gap before / after: {gap_before / gap_after:.1f}" if gap_after > 0 else
+          "ratio gap before / after: n/a (the gap after is within the noise, <= 0)")
+
+
+SECTIONS = {"torch": torch_comparison, "labels": stored_labels, "host_gap": host_gap}
 
 
 def main() -> None:
@@ -180,6 +300,8 @@ def main() -> None:
     parser.add_argument("--teacher", default="vits", help="teacher encoder of the PyTorch comparison")
     parser.add_argument("--label-teacher", default="vitl", help="teacher encoder of the labels section (paper: vitl)")
     parser.add_argument("--label-frames", type=int, default=4, help="frames labelled for the throughput")
+    parser.add_argument("--gap-steps", type=int, default=30, help="host_gap: steps timed per run")
+    parser.add_argument("--gap-runs", type=int, default=3, help="host_gap: runs (the best counts)")
     args = parser.parse_args()
     for name in args.only:
         print(f"== {name}")

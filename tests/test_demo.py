@@ -49,7 +49,7 @@ def test_demo_runs_every_stage_and_reports(demo_run):
     for row in summary["table"].values():
         assert all(np.isfinite(v) for v in row.values())
         assert 0 < row["_abs_rel_diff"] < 10 and 0 <= row["_threshold_delta_1.25"] <= 1
-    assert set(summary["stage_seconds"]) == {"data", "teacher", "recdav2_distill", "evaluate", "export"}
+    assert set(summary["stage_seconds"]) == {"data", "teacher", "label", "recdav2_distill", "evaluate", "export"}
     with open(os.path.join(workdir, "results.json")) as f:
         assert json.load(f)["table"] == summary["table"]
     table = open(os.path.join(workdir, "results.md")).read().splitlines()
@@ -83,6 +83,10 @@ def test_distilled_students_read_no_ground_truth(demo_run):
     with open(os.path.join(workdir, "recdav2_distill", "config_train.json")) as f:
         saved = json.load(f)
     assert saved["objective"] == "distill" and saved["teacher"]["checkpoint"] == teacher[0]
+    # The demo's students distil from the stored labels: no RGB, no depth, no teacher in the step.
+    assert saved["teacher"]["labels"].startswith(os.path.join(workdir, "labels"))
+    data = input_config(student_config(config, "unused", "recdav2", "distill", teacher, saved["teacher"]["labels"]))
+    assert data.load_depth is False and data.load_rgb is False and data.labels == saved["teacher"]["labels"]
     assert student_config(config, "unused", "dav2", "supervised", None).objective == "supervised"
 
 

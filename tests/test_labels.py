@@ -211,3 +211,21 @@ def test_a_step_from_stored_labels_equals_the_step_with_the_teacher(teacher):
     only_first[0] = True
     assert loss_with(~only_first) + loss_with(only_first) == pytest.approx(loss_s, rel=1e-5)
     assert 0 < loss_with(only_first) < loss_s
+
+
+def test_a_run_distils_from_stored_labels_without_a_teacher(tiny_synthetic, teacher, tmp_path):
+    from dae_jax.train.loop import train
+    from tests.test_train import tiny_config
+
+    labels = label_dataset(teacher, {}, tiny_synthetic, ["train"], str(tmp_path / "labels"), batch_size=8,
+                           chunk_size=8)
+    c = tiny_config(tiny_synthetic, num_steps=4, log_every=2, checkpoint_every=1000, picture_every=2)
+    c.objective = "distill"
+    c.teacher.labels = labels  # and no teacher checkpoint: the run must not need one
+    train(c, str(tmp_path / "run"))
+    lines = [json.loads(line) for line in open(tmp_path / "run" / "metrics.jsonl")]
+    assert [r["step"] for r in lines] == [1, 2, 3, 4] and all(np.isfinite(r["loss"]) and r["loss"] > 0 for r in lines)
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(tmp_path / "run" / "tensorboard"))
+    c.data.split = "test"  # labels exist for train only
+    with pytest.raises(ValueError, match="no labels for split 'test'"):
+        train(c, str(tmp_path / "other"))

@@ -1,4 +1,5 @@
-"""Training: the pmapped step, learning, preemption and resumption, two processes, config errors.
+"""Training: the pmapped step, learning, preemption and resumption, two processes, config errors, non-finite
+steps, a single compilation of the step, checkpoints written before TrainState.first_bad_step.
 
 Runs on the 8 virtual CPU devices of tests/conftest.py; subprocess runs get their device count from XLA_FLAGS.
 """
@@ -6,6 +7,7 @@ Runs on the 8 virtual CPU devices of tests/conftest.py; subprocess runs get thei
 from __future__ import annotations
 
 import json
+import logging
 import os
 import signal
 import socket
@@ -24,18 +26,14 @@ from dae_jax.models import model_from_config
 from dae_jax.train.loop import train, validate
 from dae_jax.train.state import create_train_state, init_params
 from dae_jax.train.step import make_train_step
-from tfds_builders import build
-from tfds_builders.synthetic_events.synthetic_events_dataset_builder import SyntheticConfig
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"encoder": "tiny", "input_size_width": 70, "input_size_height": 56, "activation": "softplus"}
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    config = SyntheticConfig(name="train_tiny", event_format="tencode", num_train=2, num_test=1,
-                             frames_per_sequence=8, height=64, width=80, workers=1)
-    return str(build("synthetic_events", config, str(tmp_path_factory.mktemp("tfds"))).data_dir)
+def dataset(tiny_synthetic):
+    return tiny_synthetic
 
 
 # The tests' settings on top of configs/synthetic_tiny.py (a 64x80 world), as launch.py overrides and as a config.
@@ -119,7 +117,7 @@ def test_bad_config_values_are_refused(dataset):
             validate(c)
     c = tiny_config(dataset)
     c.objective = "distill"
-    with pytest.raises(ValueError, match="config.teacher.checkpoint is required"):
+    with pytest.raises(ValueError, match=r"config.teacher.checkpoint .* or config.teacher.labels .* is required"):
         validate(c)
     c = tiny_config(dataset)
     c.optim.schedule = "linear"
@@ -174,6 +172,85 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(dataset, tmp_path):
                          text=True, timeout=600)
     assert out.returncode == 0 and f"at step {steps}" in out.stderr, out.stderr[-2000:]
     assert [s for s, _ in losses_of(resumed)][-2:] == [steps + 1, steps + 2]
+
+
+class _NaNEventsAt:
+    """The pipeline with NaN events in its `bad`-th batch (1-based), so that step's loss is not finite."""
+
+    def __init__(self, loader, bad: int):
+        self.batches, self.bad, self.count = iter(loader), bad, 0
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self.batches)
+        self.count += 1
+        return dict(batch, events=np.full_like(batch["events"], np.nan)) if self.count == self.bad else batch
+
+    def get_state(self):
+        return self.batches.get_state()
+
+
+def test_a_non_finite_step_is_named_exactly_and_never_checkpointed(dataset, tmp_path, monkeypatch):
+    import orbax.checkpoint as ocp
+
+    from dae_jax.train import loop
+
+    make_loader = loop.make_loader
+    monkeypatch.setattr(loop, "make_loader", lambda cfg: _NaNEventsAt(make_loader(cfg), 3))
+    # Metrics reach the host at step 4 (a checkpoint step) and 5 (a log step): the loop learns of step 3 late.
+    c = tiny_config(dataset, num_steps=10, log_every=5, checkpoint_every=2, picture_every=0)
+    with pytest.raises(FloatingPointError, match=r"non-finite loss or gradient at step 3 \(loss "):
+        train(c, str(tmp_path))
+    assert sorted(os.listdir(tmp_path / "checkpoints")) == ["2"]  # step 4's state (= step 2's) was not saved
+    assert [s for s, _ in losses_of(tmp_path)] == [1, 2]
+    manager = ocp.CheckpointManager(str(tmp_path / "checkpoints"), item_names=("state", "data"))
+    saved = manager.restore(2, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
+    manager.close()
+    assert int(saved["step"]) == 2 and int(saved["first_bad_step"]) == 0
+
+
+def test_the_step_compiles_once(dataset, tmp_path):
+    messages = []
+
+    class Record(logging.Handler):
+        def emit(self, record):
+            messages.append(record.getMessage())
+
+    handler = Record()
+    logging.getLogger("jax").addHandler(handler)
+    try:
+        with jax.log_compiles(True):
+            train(tiny_config(dataset, num_steps=3, log_every=2, checkpoint_every=1000, picture_every=0),
+                  str(tmp_path))
+    finally:
+        logging.getLogger("jax").removeHandler(handler)
+    events = "float32[8,1,1,56,70,3]"  # the step's input: (devices, batch per device, T, H, W, C)
+    compiles = [m for m in messages if m.startswith("Compiling") and events in m]
+    assert len(compiles) == 1, compiles
+
+
+def test_a_checkpoint_from_before_first_bad_step_resumes(tmp_path):
+    import grain
+
+    from dae_jax.train.checkpoint import Checkpointer
+
+    optimizer = optax.adam(1e-3)
+    state = create_train_state({"w": jnp.arange(3.0)}, optimizer, 0).replace(step=jnp.array(5, jnp.int32))
+    old = {k: getattr(state, k) for k in ("step", "params", "opt_state", "rng")}  # TrainState's old fields
+    data = iter(grain.MapDataset.range(10).to_iter_dataset())
+    next(data), next(data)
+    checkpointer = Checkpointer(str(tmp_path), 1)
+    checkpointer.save(5, old, data)
+    checkpointer.close()
+    data = iter(grain.MapDataset.range(10).to_iter_dataset())
+    checkpointer = Checkpointer(str(tmp_path), 1)  # as a new process would
+    restored = checkpointer.restore(create_train_state({"w": jnp.zeros(3)}, optimizer, 1), data)
+    checkpointer.close()
+    assert int(restored.step) == 5 and int(restored.first_bad_step) == 0 and next(data) == 2
+    np.testing.assert_array_equal(restored.params["w"], [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(restored.rng, jax.random.PRNGKey(0))
 
 
 @pytest.mark.slow  # ~1.5 min of compilation in two processes: python -m pytest -m slow

@@ -24,12 +24,13 @@ class Checkpointer:
         # epath: a local directory or a bucket path (gs://...), as TPU pods need
         self.directory = str(epath.Path(workdir if "://" in workdir else os.path.abspath(workdir)) / "checkpoints")
         options = ocp.CheckpointManagerOptions(max_to_keep=keep, enable_async_checkpointing=True, create=True)
-        self.manager = ocp.CheckpointManager(self.directory, options=options,
-                                             item_names=("state", "data"))
+        # Handlers named up front, so that a new process can read a checkpoint's structure before restoring it
+        handlers = {"state": ocp.StandardCheckpointHandler(), "data": grain.checkpoint.CheckpointHandler()}
+        self.manager = ocp.CheckpointManager(self.directory, options=options, item_handlers=handlers)
 
     def save(self, step: int, state: Any, data_iterator: Any) -> None:
         """Start an asynchronous save of the state and the pipeline position at `step` (`data_iterator`: the
-        grain iterator, or any object whose get_state() gives the position to save)."""
+        grain iterator, or an object whose get_state() gives the position to save as JSON bytes)."""
         args = ocp.args.Composite(state=ocp.args.StandardSave(jax.device_get(state)),
                                   data=grain.checkpoint.CheckpointSave(data_iterator))
         self.manager.save(step, args=args, force=True)

@@ -4,22 +4,30 @@ Reads top to bottom: validate the config, build the input pipeline (each host re
 (and the frozen teacher for distillation), restore the latest checkpoint of the workdir if there is one, then
 step. Only process 0 writes logs, `metrics.jsonl` and TensorBoard summaries. SIGTERM (how TPU preemption
 arrives) makes every host save at the same step and return.
+
+The host keeps ahead of the devices: the next batches are read and put on the devices while a step runs, and
+metrics (with the state's record of a non-finite step) come to the host only at log, picture, evaluation and
+checkpoint steps, one transfer for all the steps since the last time.
 """
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import orbax.checkpoint as ocp
 from absl import logging
 from etils import epath
-from flax import jax_utils
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dae_jax.convert import load_params
 from dae_jax.data.pipeline import InputConfig, make_loader
@@ -30,6 +38,8 @@ from dae_jax.train.state import create_train_state, init_params, make_optimizer,
 from dae_jax.train.step import LABEL_SPACES, OBJECTIVES, make_train_step
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+AXIS = "batch"  # the pmapped step's axis name
+PREFETCH = 2  # batches on the devices ahead of the step that uses them
 
 
 def validate(config: Any) -> None:
@@ -45,8 +55,9 @@ def validate(config: Any) -> None:
         (config.data.batch_size % jax.device_count() == 0,
          f"config.data.batch_size ({config.data.batch_size}) must be a multiple of the number of devices "
          f"({jax.device_count()})"),
-        (config.objective != "distill" or bool(config.teacher.checkpoint),
-         "config.teacher.checkpoint is required for objective 'distill'"),
+        (config.objective != "distill" or bool(config.teacher.checkpoint or config.teacher.labels),
+         "config.teacher.checkpoint (the teacher in the step) or config.teacher.labels (stored labels) is required "
+         "for objective 'distill'"),
         (config.train.checkpoint_every > 0, "config.train.checkpoint_every must be > 0"),
         (config.input in ("events", "rgb"), f"config.input must be 'events' or 'rgb', got {config.input!r}"),
         (config.data.crop is not None, "config.data.crop must be set for training (one size per batch)"),
@@ -62,11 +73,18 @@ def input_config(config: Any, split: str | None = None) -> InputConfig:
     """The host-local InputConfig of a run: the global batch divided over processes, the labels it needs."""
     data = dict(config.data.to_dict())
     data["batch_size"] = config.data.batch_size // jax.process_count()
-    data["load_rgb"] = config.objective == "distill" or config.input == "rgb"
+    stored = stored_labels(config)
+    data["load_rgb"] = (config.objective == "distill" and not stored) or config.input == "rgb"
     data["load_depth"] = config.objective == "supervised"
+    data["labels"] = stored
     if split:
         data["split"] = split
     return InputConfig.from_config(data)
+
+
+def stored_labels(config: Any) -> str:
+    """The stored teacher labels a distillation run reads instead of running the teacher ("" for none)."""
+    return config.teacher.get("labels", "") if config.objective == "distill" else ""
 
 
 def shard(batch: Mapping[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -75,26 +93,111 @@ def shard(batch: Mapping[str, np.ndarray], keys: tuple[str, ...]) -> dict[str, n
     return {k: batch[k].reshape(n, -1, *batch[k].shape[1:]) for k in keys if k in batch}
 
 
+def device_sharding() -> NamedSharding:
+    """The layout of the pmapped step's (local devices, ...) arguments and results.
+
+    jax.pmap runs as a jit over a mesh named by its axis; arrays placed this way (not with flax's replicate,
+    whose mesh has another axis name) match the step's outputs, so the step compiles once and inputs are not
+    copied again.
+    """
+    return NamedSharding(Mesh(np.array(jax.local_devices()), (AXIS,)), PartitionSpec(AXIS))
+
+
+def replicate(tree: Any, sharding: NamedSharding) -> Any:
+    """A copy of every leaf on each device of `sharding`, stacked on a leading axis, laid out like the step's
+    outputs."""
+    n = sharding.mesh.size
+    return jax.device_put(jax.tree.map(lambda x: np.broadcast_to(x, (n, *np.shape(x))), jax.device_get(tree)),
+                          sharding)
+
+
+def unreplicate(tree: Any) -> Any:
+    """The first local device's copy of every leaf, as host arrays (one transfer; nothing to compile)."""
+    return jax.tree.map(lambda x: x[0], jax.device_get(jax.tree.map(lambda x: x.addressable_shards[0].data, tree)))
+
+
+class _PipelinePosition:
+    """The input pipeline's state right after one batch, to be saved with the train state of that batch's step
+    (the pipeline itself is already further on, reading ahead)."""
+
+    def __init__(self, data_iter: Any):
+        self.state = json.dumps(data_iter.get_state(), indent=4).encode()
+
+    def get_state(self) -> bytes:
+        """The state as grain's checkpoint handler writes it."""
+        return self.state
+
+
+def device_batches(data_iter: Iterator, keys: tuple[str, ...], sharding: NamedSharding, count: int,
+                   ahead: int = PREFETCH) -> Iterator[tuple[dict, _PipelinePosition, dict]]:
+    """(host batch, pipeline position after it, batch on the devices) for `count` batches; each is read and
+    put on the devices `ahead` - 1 steps before the step that uses it, so the transfer overlaps the steps."""
+    queue = collections.deque()
+    for _ in range(count):
+        batch = next(data_iter)
+        queue.append((batch, _PipelinePosition(data_iter), jax.device_put(shard(batch, keys), sharding)))
+        if len(queue) == ahead:
+            yield queue.popleft()
+    yield from queue
+
+
+class _StepMetrics:
+    """Each step's metrics stay on the devices until a log, picture, evaluation or checkpoint step needs them;
+    then all of them come over in one transfer and go to metrics.jsonl, one line per step."""
+
+    def __init__(self, metrics_file: Any):
+        self.file = metrics_file
+        self.pending: list[tuple[int, dict]] = []
+        self.latest: dict[str, float] = {}
+
+    def add(self, step: int, metrics: dict) -> None:
+        """Keep a step's device metrics (no transfer, no wait)."""
+        self.pending.append((step, metrics))
+
+    def fetch(self, r_state: Any) -> dict[str, float]:
+        """The newest step's metrics; raises at the first step with a non-finite loss or gradient, whose
+        update the state (and so any checkpoint) does not contain."""
+        steps = [s for s, _ in self.pending]
+        values, first_bad = jax.device_get(([m for _, m in self.pending], r_state.first_bad_step))
+        self.pending = []
+        first_bad = int(first_bad[0])
+        for step, metrics in zip(steps, values, strict=True):
+            if step == first_bad:
+                break
+            self.latest = {k: float(v[0]) for k, v in metrics.items()}
+            if self.file:
+                self.file.write(json.dumps({"step": step, "loss": self.latest["loss"]}) + "\n")
+        if self.file:
+            self.file.flush()
+        if first_bad:
+            loss = float(values[steps.index(first_bad)]["loss"][0])
+            raise FloatingPointError(f"non-finite loss or gradient at step {first_bad} (loss {loss}); "
+                                     "the state was not updated; the last checkpoint is intact")
+        return self.latest
+
+
 class _Preemption:
-    """Remembers a SIGTERM; `requested()` is true on every host as soon as one host got it."""
+    """Whether to save and stop now, without a per-step collective. One process: after a SIGTERM. Several:
+    JAX's preemption service (its SIGTERM handler, installed by jax.distributed.initialize, notifies the
+    coordination service, which picks a step at which every process is told to stop)."""
 
     def __init__(self):
         self.flag = False
-        self.previous = signal.signal(signal.SIGTERM, self._handle)
+        self.single = jax.process_count() == 1
+        self.previous = signal.signal(signal.SIGTERM, self._handle) if self.single else None
 
     def _handle(self, signum, frame):
         del signum, frame
         self.flag = True
 
-    def requested(self) -> bool:
-        if jax.process_count() == 1:
-            return self.flag
-        from jax.experimental import multihost_utils
-
-        return bool(np.any(multihost_utils.process_allgather(np.array([self.flag]))))
+    def requested(self, step: int) -> bool:
+        """Called after every step (several processes: with the same step numbers everywhere)."""
+        return self.flag if self.single else multihost_utils.reached_preemption_sync_point(step)
 
     def restore(self) -> None:
-        signal.signal(signal.SIGTERM, self.previous)
+        """Put back the SIGTERM handler found at the start."""
+        if self.single:
+            signal.signal(signal.SIGTERM, self.previous)
 
 
 def build_student(config: Any):
@@ -124,7 +227,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
 
     student, params = build_student(config)
     teacher, teacher_params = None, None
-    if config.objective == "distill":
+    if config.objective == "distill" and not stored_labels(config):
         teacher_params, teacher_config = load_params(config.teacher.checkpoint, config.teacher.model.to_dict())
         teacher = model_from_config(teacher_config, DTYPES[config.train.dtype])
     num_steps = config.train.num_steps
@@ -137,39 +240,41 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
         logging.info("resumed from %s at step %d", checkpointer.directory, int(state.step))
 
     step_fn = make_train_step(student, teacher, optimizer, config.objective, config.loss, input_key=config.input)
-    p_step = jax.pmap(step_fn, axis_name="batch", donate_argnums=(0,))
-    r_state = jax_utils.replicate(state)
-    r_teacher = jax_utils.replicate(teacher_params) if teacher is not None else None
-    keys = tuple({config.input, "rgb" if config.objective == "distill" else "depth"})
+    p_step = jax.pmap(step_fn, axis_name=AXIS, donate_argnums=(0,))
+    sharding = device_sharding()
+    r_state = replicate(state, sharding)
+    r_teacher = replicate(teacher_params, sharding) if teacher is not None else None
+    if config.objective == "supervised":
+        keys: tuple[str, ...] = (config.input, "depth")
+    else:
+        keys = (config.input, "teacher_disparity", "label_valid") if stored_labels(config) else (config.input, "rgb")
+    keys = tuple(dict.fromkeys(keys))
     pictures = _PictureSummary(student, teacher, config) if is_chief and config.train.picture_every else None
 
     writer = _summary_writer(workdir) if is_chief else None
     metrics_file = (epath.Path(workdir) / "metrics.jsonl").open("a") if is_chief else None
+    step_metrics = _StepMetrics(metrics_file)
     preemption = _Preemption()
     first = step = int(state.step)
     best = _read_best(workdir)
     last: dict[str, Any] = {}
     start = time.perf_counter()
     try:
-        batch = next(data_iter) if step < num_steps else None
-        if batch is not None and jax.process_count() > 1:
+        batches = device_batches(data_iter, keys, sharding, num_steps - step)
+        if step < num_steps and jax.process_count() > 1:
             # Compile (into the compilation cache) before the first cross-host collective, then line the hosts
             # up: CPU (gloo) collectives give up when one host is still compiling 30 s after another.
-            p_step.lower(r_state, shard(batch, keys), r_teacher).compile()
+            head = next(batches)
+            _, _, first_batch = head
+            p_step.lower(r_state, first_batch, r_teacher).compile()
             _barrier("dae_jax_compiled")
-        while step < num_steps:
-            if batch is None:
-                batch = next(data_iter)
-            r_state, metrics = p_step(r_state, shard(batch, keys), r_teacher)
+            batches = itertools.chain([head], batches)
+        for host_batch, position, batch in batches:
+            r_state, metrics = p_step(r_state, batch, r_teacher)
             step += 1
-            metrics = {k: float(np.asarray(v)[0]) for k, v in metrics.items()}
-            if not metrics["finite"]:
-                raise FloatingPointError(f"non-finite loss or gradient at step {step} (loss {metrics['loss']}); "
-                                         "the state was not updated; the last checkpoint is intact")
-            if metrics_file:
-                metrics_file.write(json.dumps({"step": step, "loss": metrics["loss"]}) + "\n")
-                metrics_file.flush()
+            step_metrics.add(step, metrics)
             if step % config.train.log_every == 0 or step == num_steps:
+                metrics = step_metrics.fetch(r_state)
                 elapsed = time.perf_counter() - start
                 rate = (step - first) * config.data.batch_size / elapsed
                 eta = (num_steps - step) * elapsed / (step - first)
@@ -182,20 +287,20 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
                         if k != "step":
                             writer.add_scalar(f"train/{k}", v, step)
             if pictures and step % config.train.picture_every == 0:
-                pictures.write(writer, step, jax_utils.unreplicate(r_state.params), batch, teacher_params)
+                step_metrics.fetch(r_state)
+                pictures.write(writer, step, unreplicate(r_state.params), host_batch, teacher_params)
             if config.eval.every and step % config.eval.every == 0:
+                step_metrics.fetch(r_state)
                 best = _evaluate_during_training(config, workdir, student, r_state, step, best)
-            stop = preemption.requested()
+            stop = preemption.requested(step)
             if stop or step == num_steps or step % config.train.checkpoint_every == 0:
-                checkpointer.save(step, jax_utils.unreplicate(r_state), data_iter)
+                step_metrics.fetch(r_state)  # never a checkpoint after a non-finite step
+                checkpointer.save(step, unreplicate(r_state), position)
             if stop:
                 logging.warning("SIGTERM: saved step %d to %s; exiting", step, checkpointer.directory)
                 break
-            batch = None
         if jax.process_count() > 1:  # the data-parallel replicas on all hosts must hold the same parameters
-            from jax.experimental import multihost_utils
-
-            total = float(sum(np.sum(np.asarray(x[0], np.float64)) for x in jax.tree.leaves(r_state.params)))
+            total = float(sum(np.sum(x, dtype=np.float64) for x in jax.tree.leaves(unreplicate(r_state.params))))
             multihost_utils.assert_equal(np.array([total], np.float32), "hosts disagree on the parameters")
     finally:
         preemption.restore()
@@ -235,7 +340,10 @@ class _PictureSummary:
         out = self.predict(params, x if recurrent else x[:, 0])
         prediction = np.asarray(out[0] if recurrent else out).reshape(-1, *x.shape[2:4])[0]
         if self.config.objective == "distill":
-            disparity = self.teacher(teacher_params, batch["rgb"][:1, 0])
+            if "teacher_disparity" in batch:  # stored labels
+                disparity = batch["teacher_disparity"][:1, 0]
+            else:
+                disparity = self.teacher(teacher_params, batch["rgb"][:1, 0])
             label, _ = self.targets("distill", self.config.loss, None, disparity)
         else:
             label, _ = self.targets("supervised", self.config.loss, batch["depth"][:1, 0], None)
@@ -244,10 +352,9 @@ class _PictureSummary:
 
 
 def _barrier(name: str, timeout_s: int = 1800) -> None:
-    """Wait until every process gets here (through the coordination service, not a device collective)."""
-    from jax._src import distributed
-
-    distributed.global_state.client.wait_at_barrier(name, timeout_in_ms=timeout_s * 1000)
+    """Wait until every process gets here, at a coordination-service barrier (not a device collective, which
+    would time out while another host still compiles)."""
+    ocp.multihost.get_barrier_sync_fn()(key=name, timeout_ms=timeout_s * 1000)
 
 
 def _read_best(workdir: str) -> dict | None:
@@ -261,7 +368,7 @@ def _evaluate_during_training(config, workdir, student, r_state, step, best):
     from dae_jax.eval.evaluate import eval_input_config, evaluate
     from dae_jax.models import model_to_config
 
-    params = jax.device_get(jax_utils.unreplicate(r_state.params))
+    params = unreplicate(r_state.params)
     flags = {"use_logdepth": config.loss.label_space == "logdepth", "reg_factor": config.loss.reg_factor,
              "clip_distance": config.loss.clip_distance}
     out = str(epath.Path(workdir) / "eval" / f"step_{step}") if jax.process_index() == 0 else None
