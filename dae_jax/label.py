@@ -34,12 +34,12 @@ from dae_jax.models import model_from_config, target_size
 _IDENTITY_KEYS = ("name", "config", "version", "split", "num_records", "sequences", "height", "width")
 
 
-def _sync(name: str) -> None:
+def _sync(name: str, timeout_s: int = 1800) -> None:
     """Wait for every process at a coordination-service barrier (no device collective); no-op on one process."""
     if jax.process_count() > 1:
-        from orbax.checkpoint import multihost
+        from dae_jax.train.loop import barrier
 
-        multihost.sync_global_processes(name)
+        barrier(name, timeout_s)
 
 
 def _write_json(path: epath.Path, value: Mapping[str, Any]) -> None:
@@ -117,15 +117,17 @@ def label_with(params: Any, model_config: Mapping[str, Any], source: Mapping[str
             _write_json(path, manifest)
     _sync("dae_jax_label_start")
 
-    infer = jax.pmap(lambda p, x: teacher.apply({"params": p}, x, method=teacher.infer))
-    replicated = jax_utils.replicate(params)
+    # Over this host's devices only: hosts label different chunks and need not step together.
+    devices = jax.local_devices()
+    infer = jax.pmap(lambda p, x: teacher.apply({"params": p}, x, method=teacher.infer), devices=devices)
+    replicated = jax_utils.replicate(params, devices)
     for split in splits:
         entry = manifest["splits"][split]
         net = target_size(entry["height"], entry["width"], teacher.input_width, teacher.input_height)
         logging.info("labelling %s split %r: %d records at %dx%d (teacher input %dx%d) -> %s", dataset_dir, split,
                      entry["num_records"], entry["height"], entry["width"], *net, out / split)
         _label_split(infer, replicated, dataset_dir, split, entry, out, chunk_size, batch_size // jax.process_count())
-    _sync("dae_jax_label_done")
+    _sync("dae_jax_label_done", timeout_s=7 * 24 * 3600)  # hosts finish their shares at different times
     if jax.process_index() == 0:
         for split in splits:
             count = -(-manifest["splits"][split]["num_records"] // chunk_size)
@@ -142,6 +144,8 @@ def label_with(params: Any, model_config: Mapping[str, Any], source: Mapping[str
 def _label_split(infer, params, dataset_dir: str, split: str, entry: Mapping[str, Any], out: epath.Path,
                  chunk_size: int, host_batch: int) -> None:
     """This host's chunks of one split: read RGB, teacher in batches of host_batch, write each chunk atomically."""
+    from dae_jax.train.loop import hms
+
     total, height, width = entry["num_records"], entry["height"], entry["width"]
     chunks = [c for c in range(-(-total // chunk_size)) if c % jax.process_count() == jax.process_index()]
     todo = [c for c in chunks if not L.chunk_path(str(out), split, c).exists()]
@@ -181,12 +185,7 @@ def _label_split(infer, params, dataset_dir: str, split: str, entry: Mapping[str
         elapsed = time.perf_counter() - start
         rate = done / elapsed
         logging.info("label %s: chunk %d (%d/%d frames on this host)  %.2f frames/s  ETA %s", split, chunk, done,
-                     frames_todo, rate, _hms((frames_todo - done) / rate))
-
-
-def _hms(seconds: float) -> str:
-    seconds = int(seconds)
-    return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
+                     frames_todo, rate, hms((frames_todo - done) / rate))
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -6,7 +6,8 @@ protocol on the demo's synthetic world.
 Stored labels are made once on whole frames, then cropped with the events; a teacher in the step sees only the
 crop. Everything else (student, seed, schedule, batches, crops) is the same. The run reuses the stages of a demo in
 the same workdir (data, teacher, labels, the students distilled from stored labels) and trains what is missing;
-the table (with the untrained students and the teacher's labels as controls) goes to <workdir>/label_sources.md.
+the table (with the mean training depth map, which sees no input, the untrained students and the teacher's
+labels as controls) goes to <workdir>/label_sources.md.
 """
 
 from __future__ import annotations
@@ -22,6 +23,32 @@ from absl import logging  # noqa: E402
 
 from configs import demo as demo_config  # noqa: E402
 from dae_jax import demo  # noqa: E402
+
+
+def no_input_row(config, dataset_dir: str) -> dict:
+    """The control that sees no input: the training split's mean log depth per pixel (sky as the far end), one
+    fixed map for every test frame, through the same protocol."""
+    import numpy as np
+
+    from dae_jax.data.pipeline import InputConfig, iterate_sequences
+    from dae_jax.eval import metrics as M
+
+    train = InputConfig(dataset_dir=dataset_dir, split=config.data.split, batch_size=1, load_depth=True,
+                        shuffle=False)
+    total, count = 0.0, 0
+    for _, frames in iterate_sequences(train):
+        for frame in frames:
+            depth = frame["depth"][0, 0]
+            total = total + np.where(depth > 0, M.depth_to_logdepth(depth, config.loss.reg_factor,
+                                                                     config.loss.clip_distance), 1.0)
+            count += 1
+    mean_map = total / count
+    acc = M.SequenceAccumulator()
+    for name, frames in iterate_sequences(demo._test_frames(config, dataset_dir)):
+        for frame in frames:
+            acc.add(name, M.evaluate_frame(mean_map, frame["depth"][0, 0], use_logdepth=True,
+                                           reg_factor=config.loss.reg_factor, clip_distance=config.loss.clip_distance))
+    return {"mean": acc.overall_mean()}
 
 
 def main() -> None:
@@ -52,7 +79,8 @@ def main() -> None:
     flags = {"use_logdepth": True, "use_scaleshift": False, "reg_factor": config.loss.reg_factor,
              "clip_distance": config.loss.clip_distance}
     data = demo._test_frames(config, dataset_dir)
-    rows = [("Teacher (its proxy labels, whole frames)", "", evaluate(
+    rows = [("No input: mean training log-depth map", "(control)", no_input_row(config, dataset_dir)),
+            ("Teacher (its proxy labels, whole frames)", "", evaluate(
         *load_params(*teacher), data, flags, None, config.eval.batch_size, input_key="rgb",
         transform=demo._teacher_labels_as_logdepth(config.loss.reg_factor)))]
     for student in students:

@@ -113,6 +113,33 @@ def test_a_killed_job_resumes_to_the_same_files(tiny_synthetic, teacher, tmp_pat
     assert L.read_manifest(killed)["splits"] == L.read_manifest(straight)["splits"]
 
 
+def test_two_processes_label_their_shares_to_the_same_files(tiny_synthetic, teacher, tmp_path):
+    import socket
+
+    single = label_dataset(teacher, {}, tiny_synthetic, ["train"], str(tmp_path / "single"), batch_size=8,
+                           chunk_size=2)
+    with socket.socket() as s:
+        s.bind(("localhost", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "two")
+    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    cmd = [sys.executable, os.path.join(ROOT, "launch.py"), "--config=configs/synthetic_tiny.py",
+           f"--workdir={tmp_path / 'w'}", "--mode=label", f"--config.teacher.checkpoint={teacher}",
+           "--config.teacher.model.encoder=tiny", "--config.teacher.model.input_size_width=70",
+           "--config.teacher.model.input_size_height=56", f"--config.data.dataset_dir={tiny_synthetic}",
+           f"--config.label.output={out}", "--config.label.batch_size=8", "--config.label.chunk_size=2",
+           f"--coordinator_address=localhost:{port}", "--num_processes=2"]
+    procs = [subprocess.Popen([*cmd, f"--process_id={i}"], env=env, cwd=ROOT, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.PIPE, text=True) for i in range(2)]
+    logs = [p.communicate(timeout=600)[1] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
+    # 8 chunks dealt round-robin: process 0 (the one that logs) labelled 4 of them (2 frames each, one per
+    # device), process 1 the other 4.
+    assert logs[0].count("label train: chunk") == 4 and "chunk 1 " not in logs[0]
+    assert chunk_bytes(out) == chunk_bytes(single)
+    assert L.read_manifest(out)["splits"]["train"]["complete"]
+
+
 def test_labels_refuse_another_teacher_dataset_or_split(tiny_synthetic, teacher, tmp_path):
     out = label_dataset(teacher, {}, tiny_synthetic, ["test"], str(tmp_path / "labels"), batch_size=8, chunk_size=8)
     other = teacher_file(str(tmp_path), 1)
@@ -211,6 +238,11 @@ def test_a_step_from_stored_labels_equals_the_step_with_the_teacher(teacher):
     only_first[0] = True
     assert loss_with(~only_first) + loss_with(only_first) == pytest.approx(loss_s, rel=1e-5)
     assert 0 < loss_with(only_first) < loss_s
+    # The teacher in the step leaves out frames without RGB the same way.
+    in_step = jax.pmap(make_train_step(student, teacher_model, optimizer, "distill", loss_cfg), axis_name="batch")
+    shards = {k: v.reshape(8, 1, *v.shape[1:]) for k, v in {**batch, "rgb_valid": ~only_first}.items()}
+    loss = float(in_step(jax_utils.replicate(state), shards, jax_utils.replicate(teacher_params))[1]["loss"][0])
+    assert loss == pytest.approx(loss_with(~only_first), rel=1e-5)
 
 
 def test_a_run_distils_from_stored_labels_without_a_teacher(tiny_synthetic, teacher, tmp_path):

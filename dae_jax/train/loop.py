@@ -247,7 +247,8 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
     if config.objective == "supervised":
         keys: tuple[str, ...] = (config.input, "depth")
     else:
-        keys = (config.input, "teacher_disparity", "label_valid") if stored_labels(config) else (config.input, "rgb")
+        keys = ((config.input, "teacher_disparity", "label_valid") if stored_labels(config)
+                else (config.input, "rgb", "rgb_valid"))
     keys = tuple(dict.fromkeys(keys))
     pictures = _PictureSummary(student, teacher, config) if is_chief and config.train.picture_every else None
 
@@ -267,7 +268,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
             head = next(batches)
             _, _, first_batch = head
             p_step.lower(r_state, first_batch, r_teacher).compile()
-            _barrier("dae_jax_compiled")
+            barrier("dae_jax_compiled")
             batches = itertools.chain([head], batches)
         for host_batch, position, batch in batches:
             r_state, metrics = p_step(r_state, batch, r_teacher)
@@ -282,7 +283,7 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
                         "examples_per_s": rate}
                 if is_chief:
                     logging.info("step %d/%d  loss %.5f  grad_norm %.3g  %.2f examples/s  ETA %s", step, num_steps,
-                                 metrics["loss"], metrics["grad_norm"], rate, _hms(eta))
+                                 metrics["loss"], metrics["grad_norm"], rate, hms(eta))
                     for k, v in last.items():
                         if k != "step":
                             writer.add_scalar(f"train/{k}", v, step)
@@ -351,7 +352,7 @@ class _PictureSummary:
         writer.add_image("train/input_prediction_label", np.concatenate(panels, axis=1), step, dataformats="HWC")
 
 
-def _barrier(name: str, timeout_s: int = 1800) -> None:
+def barrier(name: str, timeout_s: int = 1800) -> None:
     """Wait until every process gets here, at a coordination-service barrier (not a device collective, which
     would time out while another host still compiles)."""
     ocp.multihost.get_barrier_sync_fn()(key=name, timeout_ms=timeout_s * 1000)
@@ -384,7 +385,8 @@ def _evaluate_during_training(config, workdir, student, r_state, step, best):
     return best
 
 
-def _hms(seconds: float) -> str:
+def hms(seconds: float) -> str:
+    """A duration as h:mm:ss, for progress lines."""
     seconds = int(seconds)
     return f"{seconds // 3600}:{seconds // 60 % 60:02d}:{seconds % 60:02d}"
 

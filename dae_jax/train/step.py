@@ -128,8 +128,9 @@ def make_train_step(student: DepthAnythingV2, teacher: DepthAnythingV2 | None, o
                     objective: str, loss_cfg: Mapping, axis_name: str | None = "batch",
                     input_key: str = "events") -> Callable:
     """The per-device step. Batches hold the student's input (`events`, or `rgb` to train a frame model)
-    (B, T, H, W, C) and `depth` (B, T, H, W) or, for distillation, `rgb` (B, T, H, W, 3) for the teacher in the
-    step, or with teacher None the stored labels `teacher_disparity` (B, T, H, W) and `label_valid` (B, T)."""
+    (B, T, H, W, C) and `depth` (B, T, H, W) or, for distillation, `rgb` (B, T, H, W, 3) (and optionally
+    `rgb_valid` (B, T)) for the teacher in the step, or with teacher None the stored labels `teacher_disparity`
+    (B, T, H, W) and `label_valid` (B, T); frames without RGB or label do not count."""
     if objective not in OBJECTIVES:
         raise ValueError(f"config.objective must be one of {OBJECTIVES}, got {objective!r}")
     if loss_cfg["label_space"] not in LABEL_SPACES:
@@ -153,6 +154,8 @@ def make_train_step(student: DepthAnythingV2, teacher: DepthAnythingV2 | None, o
         elif objective == "distill":
             frames = batch["rgb"].reshape(b * t, h, w, 3)
             target, mask = make_targets(objective, loss_cfg, None, teacher_labels(teacher, teacher_params, frames))
+            if "rgb_valid" in batch:  # a frame without RGB gives no label (the pipeline fills it with black)
+                mask = mask & batch["rgb_valid"].reshape(b * t, 1, 1)
         else:
             target, mask = make_targets(objective, loss_cfg, batch["depth"].reshape(b * t, h, w), None)
 
