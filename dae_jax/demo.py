@@ -9,7 +9,8 @@ Stages, each in its own directory under the workdir so that an interrupted demo 
   4-7. students  DepthAnyEvent (DAv2) and DepthAnyEvent-R, distilled from the teacher's proxy labels on the
                aligned RGB frames (never ground truth), and the same students trained supervised on ground truth
   8. evaluate  every model, an untrained student of each kind and the teacher's proxy labels, on the test split
-               with the paper's protocol -> the results table (Table 3 in miniature) and pictures
+               with the paper's protocol -> the results table (Table 3 in miniature) and pictures; with the
+               controls: the mean training depth map (no input) and each distilled student given empty events
   9. export    the distilled students as PyTorch checkpoints, checked against the PyTorch reference
                (tests/torch_reference.py) on test frames
 Outputs: <workdir>/results.md, results.json, comparison.png and each stage's eval/ pictures.
@@ -33,8 +34,10 @@ from dae_jax.eval import metrics as M
 
 STUDENT_NAMES = {"dav2": "DepthAnyEvent (DAv2)", "recdav2": "DepthAnyEvent-R"}
 LABEL_NAMES = {"distill": "distilled (teacher's proxy labels)", "supervised": "supervised (ground truth)",
-               "untrained": "untrained (initial weights)"}
-SHORT_LABELS = {"untrained": "untrained", "distill": "distilled", "supervised": "supervised"}
+               "untrained": "untrained (initial weights)",
+               "distill_no_events": "distilled, events removed (control: empty event images)"}
+SHORT_LABELS = {"untrained": "untrained", "distill": "distilled", "supervised": "supervised",
+                "distill_no_events": "distilled, no events"}
 TABLE_COLUMNS = (("Abs Rel ↓", "_abs_rel_diff", 3), ("Sq Rel ↓", "_squ_rel_diff", 3), ("RMSE ↓", "_RMS_linear", 2),
                  ("RMSE log ↓", "_RMS_log", 3), ("δ<1.25 ↑", "_threshold_delta_1.25", 3),
                  ("δ<1.25² ↑", "_threshold_delta_1.25^2", 3), ("δ<1.25³ ↑", "_threshold_delta_1.25^3", 3))
@@ -162,8 +165,31 @@ def _teacher_labels_as_logdepth(reg: float) -> Callable[[np.ndarray], np.ndarray
     return lambda r: np.asarray(disparity_to_logdepth(np.asarray(r, np.float32), reg))
 
 
+def no_input_control(config: Any, dataset_dir: str) -> dict[str, Any]:
+    """The control that sees no input: the training split's per-pixel mean log depth (sky as the far end), one
+    fixed map for every test frame, through the same protocol. A student that does not beat it has not shown
+    that it reads depth from its input."""
+    loss = config.loss
+    train = InputConfig(dataset_dir=dataset_dir, split=config.data.split, batch_size=1, load_depth=True,
+                        shuffle=False)
+    total, count = 0.0, 0
+    for _, frames in iterate_sequences(train):
+        for frame in frames:
+            depth = frame["depth"][0, 0]
+            total = total + np.where(depth > 0, M.depth_to_logdepth(depth, loss.reg_factor, loss.clip_distance), 1.0)
+            count += 1
+    mean_map = total / count
+    acc = M.SequenceAccumulator()
+    for name, frames in iterate_sequences(_test_frames(config, dataset_dir)):
+        for frame in frames:
+            acc.add(name, M.evaluate_frame(mean_map, frame["depth"][0, 0], use_logdepth=True,
+                                           reg_factor=loss.reg_factor, clip_distance=loss.clip_distance))
+    return {"sequences": acc.sequence_means(), "mean": acc.overall_mean()}
+
+
 def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, dict]:
-    """Evaluate the teacher's proxy labels, an untrained student of each kind and every trained student."""
+    """Evaluate the no-input control, the teacher's proxy labels, an untrained student of each kind, every
+    trained student, and each distilled student with its events removed."""
     from dae_jax.convert import load_params
     from dae_jax.eval.evaluate import evaluate
     from dae_jax.models import model_to_config
@@ -174,7 +200,8 @@ def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, d
              "clip_distance": loss.clip_distance}
     data = _test_frames(config, dataset_dir)
     common = dict(batch_size=config.eval.batch_size, pictures=config.eval.pictures, gif=config.eval.gif)
-    results = {}
+    logging.info("evaluating the no-input control (the mean training depth map)")
+    results = {"no_input": no_input_control(config, dataset_dir)}
     params, model_config = load_params(teacher[0], teacher[1])
     logging.info("evaluating the teacher's proxy labels on the test RGB frames")
     results["teacher"] = evaluate(params, model_config, data, flags, os.path.join(workdir, "eval", "teacher"),
@@ -191,6 +218,11 @@ def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, d
             results[f"{student}/{objective}"] = evaluate(params, model_config, data, flags,
                                                          os.path.join(workdir, "eval", f"{student}_{objective}"),
                                                          **common)
+            if objective == "distill":
+                logging.info("evaluating %s, distilled, with its events removed", STUDENT_NAMES[student])
+                results[f"{student}/distill_no_events"] = evaluate(
+                    params, model_config, data, flags, os.path.join(workdir, "eval", f"{student}_distill_no_events"),
+                    input_transform=np.zeros_like, **common)
     return results
 
 
@@ -260,13 +292,18 @@ def _export_and_check(config, dataset_dir, workdir, trained) -> dict[str, Any]:
 
 
 def results_table(results: dict[str, dict], teacher_source: str) -> str:
-    """The results as a Markdown table: rows teacher, then per student untrained / distilled / supervised."""
+    """The results as a Markdown table: the no-input control, the teacher, then per student untrained /
+    distilled / distilled with events removed / supervised."""
     header = "| model | trained on | " + " | ".join(c[0] for c in TABLE_COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(TABLE_COLUMNS) + 2)]
     for key, result in results.items():
         student, _, how = key.partition("/")
-        name = "Teacher (frames; its proxy labels)" if key == "teacher" else STUDENT_NAMES[student]
-        label = teacher_source if key == "teacher" else LABEL_NAMES[how]
+        if key == "no_input":
+            name, label = "No input (control): mean training log-depth map", "the training split's ground truth"
+        elif key == "teacher":
+            name, label = "Teacher (frames; its proxy labels)", teacher_source
+        else:
+            name, label = STUDENT_NAMES[student], LABEL_NAMES[how]
         values = " | ".join(f"{result['mean'][k]:.{digits}f}" for _, k, digits in TABLE_COLUMNS)
         lines.append(f"| {name} | {label} | {values} |")
     return "\n".join(lines)
@@ -285,7 +322,7 @@ def comparison_picture(results: dict[str, dict], dataset_dir: str, config: Any, 
     if not wanted:
         return None
     data = _test_frames(config, dataset_dir)
-    students = list(dict.fromkeys(k.split("/")[0] for k in results if k != "teacher"))
+    students = list(dict.fromkeys(k.split("/")[0] for k in results if "/" in k))
     grid: list[list[tuple[str, np.ndarray]]] = []
     for name, frames in iterate_sequences(data):
         if name not in wanted:

@@ -25,32 +25,6 @@ from configs import demo as demo_config  # noqa: E402
 from dae_jax import demo  # noqa: E402
 
 
-def no_input_row(config, dataset_dir: str) -> dict:
-    """The control that sees no input: the training split's mean log depth per pixel (sky as the far end), one
-    fixed map for every test frame, through the same protocol."""
-    import numpy as np
-
-    from dae_jax.data.pipeline import InputConfig, iterate_sequences
-    from dae_jax.eval import metrics as M
-
-    train = InputConfig(dataset_dir=dataset_dir, split=config.data.split, batch_size=1, load_depth=True,
-                        shuffle=False)
-    total, count = 0.0, 0
-    for _, frames in iterate_sequences(train):
-        for frame in frames:
-            depth = frame["depth"][0, 0]
-            total = total + np.where(depth > 0, M.depth_to_logdepth(depth, config.loss.reg_factor,
-                                                                     config.loss.clip_distance), 1.0)
-            count += 1
-    mean_map = total / count
-    acc = M.SequenceAccumulator()
-    for name, frames in iterate_sequences(demo._test_frames(config, dataset_dir)):
-        for frame in frames:
-            acc.add(name, M.evaluate_frame(mean_map, frame["depth"][0, 0], use_logdepth=True,
-                                           reg_factor=config.loss.reg_factor, clip_distance=config.loss.clip_distance))
-    return {"mean": acc.overall_mean()}
-
-
 def main() -> None:
     """Train what is missing, evaluate, print and write the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -79,7 +53,7 @@ def main() -> None:
     flags = {"use_logdepth": True, "use_scaleshift": False, "reg_factor": config.loss.reg_factor,
              "clip_distance": config.loss.clip_distance}
     data = demo._test_frames(config, dataset_dir)
-    rows = [("No input: mean training log-depth map", "(control)", no_input_row(config, dataset_dir)),
+    rows = [("No input: mean training log-depth map", "(control)", demo.no_input_control(config, dataset_dir)),
             ("Teacher (its proxy labels, whole frames)", "", evaluate(
         *load_params(*teacher), data, flags, None, config.eval.batch_size, input_key="rgb",
         transform=demo._teacher_labels_as_logdepth(config.loss.reg_factor)))]

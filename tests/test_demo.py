@@ -45,7 +45,8 @@ def demo_run(tmp_path_factory):
 
 def test_demo_runs_every_stage_and_reports(demo_run):
     config, workdir, summary = demo_run
-    assert list(summary["table"]) == ["teacher", "recdav2/untrained", "recdav2/distill"]
+    assert list(summary["table"]) == ["no_input", "teacher", "recdav2/untrained", "recdav2/distill",
+                                      "recdav2/distill_no_events"]
     for row in summary["table"].values():
         assert all(np.isfinite(v) for v in row.values())
         assert 0 < row["_abs_rel_diff"] < 10 and 0 <= row["_threshold_delta_1.25"] <= 1
@@ -53,8 +54,9 @@ def test_demo_runs_every_stage_and_reports(demo_run):
     with open(os.path.join(workdir, "results.json")) as f:
         assert json.load(f)["table"] == summary["table"]
     table = open(os.path.join(workdir, "results.md")).read().splitlines()
-    assert len(table) == 2 + 3 and "Teacher" in table[2] and "ground truth, here" in table[2]
-    assert "untrained" in table[3] and "distilled" in table[4]
+    assert len(table) == 2 + 5 and "No input" in table[2] and "Teacher" in table[3]
+    assert "ground truth, here" in table[3] and "untrained" in table[4] and "distilled" in table[5]
+    assert "events removed" in table[6]
     # Per test sequence a row RGB | events | ground truth | teacher, then one row per student; panels 64x80.
     assert Image.open(os.path.join(workdir, "comparison.png")).size == (4 * 80, 2 * (1 + 1) * 64)
     assert os.path.isfile(os.path.join(workdir, "eval", "recdav2_distill", "eval.csv"))
@@ -143,3 +145,40 @@ def test_bad_demo_config_is_refused_before_any_work(tmp_path, change, message):
     with pytest.raises(ValueError, match=message):
         run_demo(c, str(tmp_path / "work"))
     assert not os.path.exists(tmp_path / "data")
+
+
+def test_the_controls_are_what_they_say(demo_run):
+    """The no-input row is one fixed map for every frame; the events-removed row is the distilled student on all-zero
+    event images (checked against a direct prediction on zeros)."""
+    import tensorflow_datasets as tfds
+
+    from dae_jax.data.pipeline import iterate_sequences
+    from dae_jax.demo import _test_frames
+    from dae_jax.eval import metrics as M
+    from dae_jax.eval.evaluate import load_run
+    from dae_jax.models import model_from_config
+
+    config, workdir, summary = demo_run
+    dataset_dir = summary["dataset_dir"]
+    builder = tfds.builder_from_directory(dataset_dir)
+    train = [np.asarray(r["depth"], np.float64) for r in builder.as_data_source(split="train")]
+    logs = [np.where(d > 0, np.clip(1 + np.log(np.clip(d, 1e-9, 80.0) / 80.0) / 3.70378, 0, 1), 1.0) for d in train]
+    mean_map = np.mean(logs, axis=0)
+    blind = M.SequenceAccumulator()
+    for record in builder.as_data_source(split="test"):
+        blind.add(record["sequence"].decode(), M.evaluate_frame(mean_map, np.asarray(record["depth"]), True))
+    for key in ("_abs_rel_diff", "_RMS_linear", "_threshold_delta_1.25"):
+        assert summary["table"]["no_input"][key] == pytest.approx(blind.overall_mean()[key], rel=1e-6)
+    params, model_config, flags = load_run(os.path.join(workdir, "recdav2_distill"))
+    model = model_from_config(model_config)
+    acc = M.SequenceAccumulator()
+    for name, frames in iterate_sequences(_test_frames(config, dataset_dir)):
+        depth_maps = [f["depth"][0, 0] for f in frames]
+        zeros = np.zeros((1, len(depth_maps), *depth_maps[0].shape, 3), np.float32)
+        prediction, _ = model.apply({"params": params}, zeros, method=model.infer)
+        for k, depth in enumerate(depth_maps):
+            acc.add(name, M.evaluate_frame(np.asarray(prediction[0, k]), depth, use_logdepth=True))
+    expected = acc.overall_mean()
+    got = summary["table"]["recdav2/distill_no_events"]
+    for key in ("_abs_rel_diff", "_RMS_linear", "_threshold_delta_1.25"):
+        assert got[key] == pytest.approx(expected[key], rel=1e-4)

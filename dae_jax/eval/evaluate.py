@@ -75,8 +75,8 @@ def eval_input_config(config: Any) -> InputConfig:
 
 def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig, flags: Mapping[str, Any],
              output_dir: str | None = None, batch_size: int = 8, pictures: int = 0, gif: bool = False,
-             input_key: str = "events", transform: Callable[[np.ndarray], np.ndarray] | None = None
-             ) -> dict[str, Any]:
+             input_key: str = "events", transform: Callable[[np.ndarray], np.ndarray] | None = None,
+             input_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
     """Evaluate on every sequence of `data.split`; write eval.csv / eval.json (and pictures) to output_dir.
 
     `flags`: use_logdepth, use_scaleshift, reg_factor, clip_distance (the reference's test flags; absent ones
@@ -84,7 +84,8 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
     predictions are also returned under "pictures" as {(sequence, frame index): (H, W)}. `gif`: also join each
     sequence's pictures into pictures/<sequence>.gif. `input_key`: the model's input ('rgb' evaluates a frame
     model, with data.load_rgb); `transform`: applied to each raw prediction before the protocol (e.g. a frame
-    teacher's relative inverse depth -> log depth).
+    teacher's relative inverse depth -> log depth); `input_transform`: applied to each input before the model
+    (e.g. np.zeros_like: the events-removed control).
     """
     flags = {"use_logdepth": False, "use_scaleshift": False, "reg_factor": 3.70378, "clip_distance": 80.0,
              **dict(flags)}
@@ -103,6 +104,8 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
         states, pending = None, []
         drawn = 0
         for frame in frames:
+            if input_transform is not None:
+                frame = {**frame, input_key: input_transform(frame[input_key])}
             if model.recurrent:
                 depth_pred, states = run(params, jnp.asarray(frame[input_key][:, 0]), states)
                 outputs = [(frame, np.asarray(depth_pred[0]))]
