@@ -114,8 +114,8 @@ def read_manifest(labels_dir: str) -> dict[str, Any]:
 
 
 def check_labels_match(labels_dir: str, dataset_dir: str, split: str) -> dict[str, Any]:
-    """The manifest entry of `split`, after checking that the labels were made, completely, for this split of
-    this dataset (same builder, config, version, records and sequences)."""
+    """The manifest, after checking that the labels of `split` were made, completely, for this split of this
+    dataset (same builder, config, version, records and sequences)."""
     manifest = read_manifest(labels_dir)
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{labels_dir}: label format version {manifest.get('format_version')}, expected "
@@ -133,7 +133,7 @@ def check_labels_match(labels_dir: str, dataset_dir: str, split: str) -> dict[st
                             if k != "sequences")
         raise ValueError(f"{labels_dir} was made for another dataset or split than {dataset_dir} split {split!r} "
                          f"(differs in {differs}{'; ' + details if details else ''})")
-    return entry
+    return manifest
 
 
 class LabelSource:
@@ -144,8 +144,8 @@ class LabelSource:
 
     def __init__(self, labels_dir: str, dataset_dir: str, split: str):
         self.labels_dir, self.split = str(labels_dir), split
-        entry = check_labels_match(labels_dir, dataset_dir, split)
-        self.num_records, chunk = entry["num_records"], read_manifest(labels_dir)["chunk_size"]
+        manifest = check_labels_match(labels_dir, dataset_dir, split)
+        self.num_records, chunk = manifest["splits"][split]["num_records"], manifest["chunk_size"]
         self._files = [str(chunk_path(labels_dir, split, c)) for c in range(-(-self.num_records // chunk))]
         missing = [f for f in self._files if not os.path.exists(f)]
         if missing:
