@@ -13,7 +13,8 @@ Stages, each in its own directory under the workdir so that an interrupted demo 
                controls: the mean training depth map (no input) and each distilled student given empty events
   9. export    the distilled students as PyTorch checkpoints, checked against the PyTorch reference
                (tests/torch_reference.py) on test frames
-Outputs: <workdir>/results.md, results.json, comparison.png and each stage's eval/ pictures.
+Outputs: <workdir>/results.md, results.json, comparison.png and each stage's eval/ pictures. Then the claims
+(config.demo.margins, see check_claims) are checked and the demo fails with DemoClaimError if one does not hold.
 """
 
 from __future__ import annotations
@@ -42,6 +43,11 @@ TABLE_COLUMNS = (("Abs Rel ↓", "_abs_rel_diff", 3), ("Sq Rel ↓", "_squ_rel_d
                  ("RMSE log ↓", "_RMS_log", 3), ("δ<1.25 ↑", "_threshold_delta_1.25", 3),
                  ("δ<1.25² ↑", "_threshold_delta_1.25^2", 3), ("δ<1.25³ ↑", "_threshold_delta_1.25^3", 3))
 PARITY_LIMIT = 1e-4  # max |PyTorch - JAX| / max |JAX| accepted for the exported students
+
+
+class DemoClaimError(RuntimeError):
+    """A trained model of the demo has not shown learning (a claim of check_claims does not hold); the results
+    were written before it was raised."""
 
 
 class _Stages:
@@ -309,6 +315,46 @@ def results_table(results: dict[str, dict], teacher_source: str) -> str:
     return "\n".join(lines)
 
 
+def _row_name(key: str) -> str:
+    """A student row as in the results table, with its key: 'DepthAnyEvent-R, distilled (...) [recdav2/distill]'."""
+    student, _, how = key.partition("/")
+    return f"{STUDENT_NAMES[student]}, {LABEL_NAMES[how]} [{key}]"
+
+
+def check_claims(results_table: dict[str, dict[str, float]], margins: Any) -> list[str]:
+    """One message per claim the results table breaks (config.demo.margins): the trained models beat the no-input
+    control by the margins, each distilled student beats itself without events, supervised beats distilled."""
+    abs_rel, delta1 = "_abs_rel_diff", "_threshold_delta_1.25"
+    failures = []
+    blind = results_table.get("no_input")
+    for key, row in results_table.items():
+        student, _, how = key.partition("/")
+        if how not in ("distill", "supervised"):
+            continue
+        name = _row_name(key)
+        if blind is not None:
+            limit = margins.abs_rel_ratio * blind[abs_rel]
+            if not row[abs_rel] <= limit:  # written so that NaN fails
+                failures.append(f"{name}: Abs Rel {row[abs_rel]:.4f} > {margins.abs_rel_ratio} x the no-input "
+                                f"control's {blind[abs_rel]:.4f} = {limit:.4f}")
+            floor = blind[delta1] + margins.delta1_gain
+            if not row[delta1] >= floor:
+                failures.append(f"{name}: δ<1.25 {row[delta1]:.4f} < the no-input control's {blind[delta1]:.4f} + "
+                                f"{margins.delta1_gain} = {floor:.4f}")
+        other_key = f"{student}/distill_no_events" if how == "distill" else f"{student}/distill"
+        other = results_table.get(other_key)
+        if other is None:
+            continue
+        if how == "distill" and not (row[abs_rel] < other[abs_rel] and row[delta1] > other[delta1]):
+            failures.append(f"{name}: does not beat {_row_name(other_key)}: Abs Rel {row[abs_rel]:.4f} vs "
+                            f"{other[abs_rel]:.4f} (must be lower), δ<1.25 {row[delta1]:.4f} vs {other[delta1]:.4f} "
+                            "(must be higher)")
+        if how == "supervised" and not row[abs_rel] < other[abs_rel]:
+            failures.append(f"{name}: Abs Rel {row[abs_rel]:.4f} is not below {_row_name(other_key)}'s "
+                            f"{other[abs_rel]:.4f}")
+    return failures
+
+
 def comparison_picture(results: dict[str, dict], dataset_dir: str, config: Any, path: str) -> str | None:
     """A grid per test sequence (its last drawn frame): RGB | events | ground truth | the teacher's labels, then
     one row per student: untrained | distilled | supervised. Depth colours on the fixed 2-80 m scale."""
@@ -351,11 +397,17 @@ def comparison_picture(results: dict[str, dict], dataset_dir: str, config: Any, 
 
 
 def run_demo(config: Any, workdir: str) -> dict[str, Any]:
-    """Run every stage (resuming finished ones), print the results table, write results.{md,json} and pictures."""
+    """Run every stage (resuming finished ones), print the results table, write results.{md,json} and pictures;
+    then raise DemoClaimError if config.demo.margins.check and a claim of check_claims does not hold."""
     if jax.process_count() > 1:
         raise ValueError("the demo runs in one process; use --mode=train on a pod")
     from dae_jax.train.loop import validate
 
+    margins = config.demo.margins
+    if not 0 < margins.abs_rel_ratio <= 1:
+        raise ValueError(f"config.demo.margins.abs_rel_ratio must be in (0, 1]; got {margins.abs_rel_ratio}")
+    if not 0 <= margins.delta1_gain < 1:
+        raise ValueError(f"config.demo.margins.delta1_gain must be in [0, 1); got {margins.delta1_gain}")
     workdir = os.path.abspath(workdir)
     runs = [(s, o) for o in config.demo.objectives for s in config.demo.students]
     for student, objective in runs:  # refuse bad values before minutes of data generation and training
@@ -388,9 +440,11 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
     table = results_table(results, f"given weights ({os.path.basename(given)})" if given else
                           "RGB frames + ground truth, here")
     picture = comparison_picture(results, dataset_dir, config, os.path.join(workdir, "comparison.png"))
-    summary = {"table": {k: {c[1]: r["mean"][c[1]] for c in TABLE_COLUMNS} for k, r in results.items()},
-               "stage_seconds": stages.timings, "total_seconds": round(sum(stages.timings.values()), 1),
-               "exports": exports, "dataset_dir": dataset_dir, "teacher": teacher[0]}
+    means = {k: {c[1]: r["mean"][c[1]] for c in TABLE_COLUMNS} for k, r in results.items()}
+    failures = check_claims(means, margins) if margins.check else []
+    summary = {"table": means, "stage_seconds": stages.timings, "total_seconds": round(sum(stages.timings.values()), 1),
+               "exports": exports, "dataset_dir": dataset_dir, "teacher": teacher[0],
+               "claims": {"checked": bool(margins.check), "failures": failures}}
     with open(os.path.join(workdir, "results.json"), "w") as f:
         json.dump(summary, f, indent=2)
     with open(os.path.join(workdir, "results.md"), "w") as f:
@@ -403,4 +457,8 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
         print(f"pictures: {picture} and {os.path.join(workdir, 'eval')}/*/pictures")
     print("stage times (s): " + ", ".join(f"{k} {v}" for k, v in stages.timings.items())
           + f"; total {stages.elapsed()}")
+    if margins.check:
+        print(f"claims checked (config.demo.margins): {len(failures) or 'none'} failed")
+        if failures:
+            raise DemoClaimError("\n".join(failures + [f"The results are still in {workdir}/results.md."]))
     return summary

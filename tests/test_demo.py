@@ -1,6 +1,7 @@
 """The end-to-end demo on a miniature synthetic world: every stage runs, the distilled students never read ground
 truth, the exported students are reproduced by the PyTorch reference, finished stages are not re-run, a given
-teacher checkpoint replaces the stand-in, and a wrong exported weight is caught."""
+teacher checkpoint replaces the stand-in, a wrong exported weight is caught, and a model that has not shown learning
+fails the demo after its results are written (check_claims)."""
 
 from __future__ import annotations
 
@@ -8,12 +9,13 @@ import json
 import os
 
 import jax
+import ml_collections
 import numpy as np
 import pytest
 from PIL import Image
 
 from configs import demo as demo_config
-from dae_jax.demo import PARITY_LIMIT, check_torch_export, run_demo, student_config
+from dae_jax.demo import PARITY_LIMIT, DemoClaimError, check_claims, check_torch_export, run_demo, student_config
 from dae_jax.train.loop import input_config
 
 torch = pytest.importorskip("torch")
@@ -32,6 +34,7 @@ def _config(data_dir: str):
                   recurrent_clip_length=2, recurrent_batch_size=8, parity_frames=3)
     c.demo.dataset = dict(name="demo_test", num_train=1, num_test=2, frames_per_sequence=6, seed=0, height=64,
                           width=80, workers=1)
+    c.demo.margins.check = False  # 2 training steps cannot pass the claims (test_failed_claims_fail_the_demo)
     return c
 
 
@@ -51,8 +54,10 @@ def test_demo_runs_every_stage_and_reports(demo_run):
         assert all(np.isfinite(v) for v in row.values())
         assert 0 < row["_abs_rel_diff"] < 10 and 0 <= row["_threshold_delta_1.25"] <= 1
     assert set(summary["stage_seconds"]) == {"data", "teacher", "label", "recdav2_distill", "evaluate", "export"}
+    assert summary["claims"] == {"checked": False, "failures": []}
     with open(os.path.join(workdir, "results.json")) as f:
-        assert json.load(f)["table"] == summary["table"]
+        written = json.load(f)
+    assert written["table"] == summary["table"] and written["claims"] == summary["claims"]
     table = open(os.path.join(workdir, "results.md")).read().splitlines()
     assert len(table) == 2 + 5 and "No input" in table[2] and "Teacher" in table[3]
     assert "ground truth, here" in table[3] and "untrained" in table[4] and "distilled" in table[5]
@@ -106,6 +111,90 @@ def test_rerun_resumes_finished_stages_and_uses_a_given_teacher(demo_run):
     assert "| given weights (teacher.msgpack) |" in open(os.path.join(workdir, "results.md")).read()
 
 
+def test_failed_claims_fail_the_demo_after_writing_the_results(demo_run):
+    config, workdir, _ = demo_run
+    c = ml_collections.ConfigDict(config.to_dict())  # the fixture's config stays unchecked for the other tests
+    c.demo.margins.check = True
+    with pytest.raises(DemoClaimError, match=r"\[recdav2/distill\]: Abs Rel .* > 0.75 x the no-input") as error:
+        run_demo(c, workdir)
+    message = str(error.value)
+    assert message.endswith(f"The results are still in {workdir}/results.md.")
+    with open(os.path.join(workdir, "results.json")) as f:
+        claims = json.load(f)["claims"]
+    assert claims["checked"] is True and claims["failures"]
+    assert message == "\n".join(claims["failures"] + [f"The results are still in {workdir}/results.md."])
+    assert "No input" in open(os.path.join(workdir, "results.md")).read()
+
+
+def _row(abs_rel: float, delta1: float) -> dict[str, float]:
+    return {"_abs_rel_diff": abs_rel, "_threshold_delta_1.25": delta1}
+
+
+# A table where every claim holds with margins 0.75 / 0.15: the no-input control at Abs Rel 0.5, δ1 0.5, so a trained
+# row needs Abs Rel <= 0.375 and δ1 >= 0.65.
+_HOLDS = {"no_input": _row(0.5, 0.5), "teacher": _row(0.9, 0.1), "dav2/untrained": _row(0.9, 0.1),
+          "dav2/distill": _row(0.3, 0.7), "dav2/distill_no_events": _row(0.45, 0.55), "dav2/supervised": _row(0.2, 0.8),
+          "recdav2/untrained": _row(0.9, 0.1), "recdav2/distill": _row(0.35, 0.66),
+          "recdav2/distill_no_events": _row(0.4, 0.6), "recdav2/supervised": _row(0.25, 0.75)}
+_MARGINS = ml_collections.ConfigDict(dict(check=True, abs_rel_ratio=0.75, delta1_gain=0.15))
+_R_DISTILL = "DepthAnyEvent-R, distilled (teacher's proxy labels) [recdav2/distill]"
+
+
+def _changed(key: str, abs_rel: float, delta1: float) -> dict[str, dict[str, float]]:
+    """_HOLDS with one row replaced."""
+    return {**_HOLDS, key: _row(abs_rel, delta1)}
+
+
+def test_claims_hold_on_a_table_that_shows_learning():
+    assert check_claims(_HOLDS, _MARGINS) == []
+    assert demo_config.get_config().demo.margins.to_dict() == _MARGINS.to_dict()  # the demo's own margins
+
+
+def test_claim_abs_rel_against_the_no_input_control():
+    assert check_claims(_changed("recdav2/distill", 0.375, 0.66), _MARGINS) == []  # exactly 0.75 x 0.5
+    assert check_claims(_changed("recdav2/distill", 0.376, 0.66), _MARGINS) == [
+        f"{_R_DISTILL}: Abs Rel 0.3760 > 0.75 x the no-input control's 0.5000 = 0.3750"]
+
+
+def test_claim_delta1_gain_over_the_no_input_control():
+    assert check_claims(_changed("dav2/supervised", 0.2, 0.64), _MARGINS) == [
+        "DepthAnyEvent (DAv2), supervised (ground truth) [dav2/supervised]: δ<1.25 0.6400 < the no-input control's "
+        "0.5000 + 0.15 = 0.6500"]
+
+
+def test_claim_distilled_beats_itself_without_events():
+    no_events = "DepthAnyEvent-R, distilled, events removed (control: empty event images) [recdav2/distill_no_events]"
+    assert check_claims(_changed("recdav2/distill_no_events", 0.35, 0.6), _MARGINS) == [  # the same Abs Rel
+        f"{_R_DISTILL}: does not beat {no_events}: Abs Rel 0.3500 vs 0.3500 (must be lower), δ<1.25 0.6600 vs 0.6000 "
+        "(must be higher)"]
+    assert check_claims(_changed("recdav2/distill_no_events", 0.4, 0.7), _MARGINS) == [  # a better δ<1.25
+        f"{_R_DISTILL}: does not beat {no_events}: Abs Rel 0.3500 vs 0.4000 (must be lower), δ<1.25 0.6600 vs 0.7000 "
+        "(must be higher)"]
+
+
+def test_claim_supervised_beats_distilled():
+    assert check_claims(_changed("recdav2/supervised", 0.36, 0.75), _MARGINS) == [
+        "DepthAnyEvent-R, supervised (ground truth) [recdav2/supervised]: Abs Rel 0.3600 is not below "
+        f"{_R_DISTILL}'s 0.3500"]
+
+
+def test_claims_needing_an_absent_row_are_skipped():
+    # Without the no-input row, the events-removed rows and the distilled students, no claim can be checked even
+    # though every row here would break the margins.
+    bad = {"teacher": _row(0.9, 0.1), "dav2/supervised": _row(0.9, 0.1), "recdav2/supervised": _row(0.9, 0.1)}
+    assert check_claims(bad, _MARGINS) == []
+    # objectives=("distill",): the distilled students are checked, nothing is asked of supervised ones.
+    distill_only = {k: v for k, v in _HOLDS.items() if not k.endswith("/supervised")}
+    assert check_claims(distill_only, _MARGINS) == []
+    distill_only["dav2/distill"] = _row(0.5, 0.7)
+    assert check_claims(distill_only, _MARGINS) == [
+        "DepthAnyEvent (DAv2), distilled (teacher's proxy labels) [dav2/distill]: Abs Rel 0.5000 > 0.75 x the "
+        "no-input control's 0.5000 = 0.3750",
+        "DepthAnyEvent (DAv2), distilled (teacher's proxy labels) [dav2/distill]: does not beat DepthAnyEvent "
+        "(DAv2), distilled, events removed (control: empty event images) [dav2/distill_no_events]: Abs Rel 0.5000 "
+        "vs 0.4500 (must be lower), δ<1.25 0.7000 vs 0.5500 (must be higher)"]
+
+
 def test_parity_check_catches_a_wrong_exported_weight(tmp_path):
     from dae_jax.convert import export_torch_checkpoint
     from dae_jax.models import model_from_config
@@ -138,6 +227,8 @@ def test_a_stage_stopped_by_sigterm_stops_the_demo(tmp_path, monkeypatch):
     ({"students": ("dav2", "dav3")}, "config.demo.students: unknown student 'dav3'"),
     ({"objectives": ("distill", "selfsupervised")}, "config.demo.objectives: unknown objective 'selfsupervised'"),
     ({"recurrent_batch_size": 3}, r"config.data.batch_size \(3\) must be a multiple of the number of devices"),
+    ({"margins": {"abs_rel_ratio": 0.0}}, r"config.demo.margins.abs_rel_ratio must be in \(0, 1\]; got 0.0"),
+    ({"margins": {"delta1_gain": 1.0}}, r"config.demo.margins.delta1_gain must be in \[0, 1\); got 1.0"),
 ])
 def test_bad_demo_config_is_refused_before_any_work(tmp_path, change, message):
     c = _config(str(tmp_path / "data"))

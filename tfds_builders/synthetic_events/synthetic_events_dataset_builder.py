@@ -1,6 +1,7 @@
-"""synthetic_events: a seeded street world rendered to RGB + metric depth with ESIM events; no download.
+"""synthetic_events: seeded varied worlds (streets, open ground, rooms, corridors, clutter, moving objects) rendered
+to RGB + metric depth with ESIM events; no download.
 
-Configs `events` (raw windows) and `tencode` at the default size (8 train + 2 test sequences of 100 frames,
+Configs `events` (raw windows) and `tencode` at the default size (10 train + 5 test sequences of 100 frames,
 260x346, 20 Hz), and `small_events` / `small_tencode` for quick runs. Sizes can be set by passing a
 `SyntheticConfig` to the builder.
 """
@@ -13,6 +14,7 @@ import tensorflow_datasets as tfds
 
 from dae_jax.data.schema import dataset_metadata, example_features
 from dae_jax.data.synthetic.generate import generate_dataset
+from dae_jax.data.synthetic.world import FAMILIES
 from dae_jax.events import window_indices
 from tfds_builders.common import EventBuilderConfig, frame_example
 
@@ -22,28 +24,30 @@ class SyntheticConfig(EventBuilderConfig):
     """Size of the generated world; everything is deterministic from `seed`."""
 
     seed: int = 0
-    num_train: int = 8
-    num_test: int = 2
+    num_train: int = 10
+    num_test: int = 5
     frames_per_sequence: int = 100
     height: int = 260
     width: int = 346
     workers: int | None = None  # generator processes (default: up to 2)
+    families: tuple[str, ...] = FAMILIES  # sequence i of a split is of family families[i % len(families)]
 
 
 def _configs() -> list[SyntheticConfig]:
     out = []
     for fmt in ("events", "tencode"):
-        out.append(SyntheticConfig(name=fmt, event_format=fmt, description="8+2 sequences x 100 frames, 260x346"))
-        out.append(SyntheticConfig(name=f"small_{fmt}", event_format=fmt, num_train=4, num_test=2,
-                                   frames_per_sequence=30, description="4+2 sequences x 30 frames, 260x346"))
+        out.append(SyntheticConfig(name=fmt, event_format=fmt, description="10+5 sequences x 100 frames, 260x346"))
+        out.append(SyntheticConfig(name=f"small_{fmt}", event_format=fmt, num_train=5, num_test=5,
+                                   frames_per_sequence=20, description="5+5 sequences x 20 frames, 260x346"))
     return out
 
 
 class Builder(tfds.core.GeneratorBasedBuilder):
     """Procedural event sequences with aligned RGB frames and ground-truth depth."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "First release."}
+    VERSION = tfds.core.Version("2.0.0")
+    RELEASE_NOTES = {"1.0.0": "First release: street canyons seen from one camera height and pitch.",
+                     "2.0.0": "Varied worlds: scene families, camera poses, moving objects, lighting."}
     BUILDER_CONFIGS = _configs()
 
     def _info(self) -> tfds.core.DatasetInfo:
@@ -64,7 +68,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, count: int):
         c = self.builder_config
         sequences = generate_dataset(c.seed, {split: count}, c.frames_per_sequence, workers=c.workers,
-                                     height=c.height, width=c.width)
+                                     families=tuple(c.families), height=c.height, width=c.width)
         for _, name, seq in sequences:
             ev, stamps = seq["events"], seq["frame_timestamps_us"]
             starts, stops = window_indices(ev["t"], stamps)

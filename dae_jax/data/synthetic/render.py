@@ -45,7 +45,8 @@ class Camera:
 
 @dataclass(frozen=True)
 class Trajectory:
-    """Forward motion along +z with sinusoidal sway; heading follows the sway, plus yaw and pitch wobble."""
+    """Forward motion along +z with sinusoidal sway; the view turns with the sway, plus yaw and pitch wobble,
+    on top of a fixed heading, pitch and roll."""
 
     speed: float = 4.0
     height: float = 1.5
@@ -58,6 +59,9 @@ class Trajectory:
     pitch_amplitude: float = 0.01
     pitch_frequency: float = 0.5
     pitch_phase: float = 0.0
+    heading: float = 0.0  # fixed yaw of the view from the direction of travel (+z), radians
+    pitch: float = 0.0  # fixed pitch, radians (positive looks down)
+    roll: float = 0.0  # fixed roll about the optical axis, radians (positive lowers the right side)
 
     @classmethod
     def random(cls, rng: np.random.Generator) -> Trajectory:
@@ -78,14 +82,16 @@ class Trajectory:
         w = 2 * np.pi * self.sway_frequency
         x = self.sway_amplitude * np.sin(w * t + self.sway_phase)
         dx = self.sway_amplitude * w * np.cos(w * t + self.sway_phase)
-        yaw = np.arctan2(dx, self.speed) + self.yaw_amplitude * np.sin(
+        yaw = self.heading + np.arctan2(dx, self.speed) + self.yaw_amplitude * np.sin(
             2 * np.pi * self.yaw_frequency * t + self.yaw_phase)
-        pitch = self.pitch_amplitude * np.sin(2 * np.pi * self.pitch_frequency * t + self.pitch_phase)
+        pitch = self.pitch + self.pitch_amplitude * np.sin(2 * np.pi * self.pitch_frequency * t + self.pitch_phase)
         cy, sy, cp, sp = np.cos(yaw), np.sin(yaw), np.cos(pitch), np.sin(pitch)
+        cr, sr = np.cos(self.roll), np.sin(self.roll)
         yaw_m = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
         pitch_m = np.array([[1, 0, 0], [0, cp, -sp], [0, sp, cp]])
+        roll_m = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
         flip = np.diag([1.0, -1.0, 1.0])
-        return yaw_m @ pitch_m @ flip, np.array([x, self.height, self.speed * t])
+        return yaw_m @ pitch_m @ flip @ roll_m, np.array([x, self.height, self.speed * t])
 
 
 def luminance(rgb: np.ndarray) -> np.ndarray:
@@ -204,20 +210,35 @@ class Renderer:
         textures = [ground.asphalt, ground.sidewalk, ground.verge, ground.marking]
         textures += [b.texture for b in scene.boxes] + [s.texture for s in scene.spheres]
         self._tex = _texture_table(textures)
-        self._box_lo = np.array([b.lo for b in scene.boxes], np.float32).reshape(-1, 3)
-        self._box_hi = np.array([b.hi for b in scene.boxes], np.float32).reshape(-1, 3)
-        self._box_lo_t = np.ascontiguousarray(self._box_lo.T)
-        self._box_hi_t = np.ascontiguousarray(self._box_hi.T)
-        self._sph_c = np.array([s.center for s in scene.spheres], np.float32).reshape(-1, 3)
-        self._sph_c_t = np.ascontiguousarray(self._sph_c.T)
+        self._base_lo = np.array([b.lo for b in scene.boxes], np.float32).reshape(-1, 3)
+        self._base_hi = np.array([b.hi for b in scene.boxes], np.float32).reshape(-1, 3)
+        self._box_v = np.array([b.velocity for b in scene.boxes], np.float32).reshape(-1, 3)
+        self._base_c = np.array([s.center for s in scene.spheres], np.float32).reshape(-1, 3)
+        self._sph_v = np.array([s.velocity for s in scene.spheres], np.float32).reshape(-1, 3)
         self._sph_r = np.array([s.radius for s in scene.spheres], np.float32)
+        self._moving = bool(self._box_v.any() or self._sph_v.any())
         self._first_box, self._first_sphere = 1, 1 + len(scene.boxes)
         n_objects = len(scene.boxes) + len(scene.spheres)
         self._tex_of_object = np.concatenate([[0], 4 + np.arange(n_objects)]).astype(np.int32)
-        corners = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], np.float32)
-        self._box_corners = self._box_lo[:, None] + corners[None] * (self._box_hi - self._box_lo)[:, None]
         self._sun = np.array(scene.sun_direction, np.float32)
         self._sky = np.array(scene.sky_color, np.float32)
+        self._time: float | None = None
+        self._move_to(0.0)
+
+    def _move_to(self, t: float) -> None:
+        """Place the objects where they are at time t seconds (only moving scenes recompute anything)."""
+        if self._time is not None and (not self._moving or t == self._time):
+            return
+        self._time = t
+        shift = np.float32(t)
+        self._box_lo = self._base_lo + shift * self._box_v
+        self._box_hi = self._base_hi + shift * self._box_v
+        self._box_lo_t = np.ascontiguousarray(self._box_lo.T)
+        self._box_hi_t = np.ascontiguousarray(self._box_hi.T)
+        self._sph_c = self._base_c + shift * self._sph_v
+        self._sph_c_t = np.ascontiguousarray(self._sph_c.T)
+        corners = np.array([[i & 1, (i >> 1) & 1, (i >> 2) & 1] for i in range(8)], np.float32)
+        self._box_corners = self._box_lo[:, None] + corners[None] * (self._box_hi - self._box_lo)[:, None]
 
     def _rects(self, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
         """Conservative pixel rectangles (v0, v1, u0, u1) of camera-frame bounding boxes (empty if unseen)."""
@@ -321,10 +342,11 @@ class Renderer:
         ax = np.abs(x)
         curb = g.road_half_width + g.sidewalk_width
         region = np.where(ax < g.road_half_width, 0, np.where(ax < curb, 1, 2))
-        dash = z / g.dash_period
-        marking = (ax < 0.08) & (dash - np.floor(dash) < 0.5)
-        marking |= (ax > g.road_half_width - 0.3) & (ax < g.road_half_width - 0.15)
-        region[marking] = 3
+        if g.markings:
+            dash = z / g.dash_period
+            marking = (ax < 0.08) & (dash - np.floor(dash) < 0.5)
+            marking |= (ax > g.road_half_width - 0.3) & (ax < g.road_half_width - 0.15)
+            region[marking] = 3
         for tex in range(4):
             sel = np.flatnonzero(region == tex)
             if len(sel):
@@ -369,9 +391,11 @@ class Renderer:
         u = np.arctan2(normal[0], normal[2]) * radius
         self._shade(out, idx, t, self._tex_of_object[ids[idx]], cosine, lambert, u, normal[1] * radius)
 
-    def render(self, cam_to_world: np.ndarray, origin: np.ndarray,
-               rgb: bool = True) -> tuple[np.ndarray, np.ndarray]:
-        """Render (image, depth): linear RGB (H, W, 3) or luminance (H, W) in [0, 1]; z-depth (m), 0 = sky."""
+    def render(self, cam_to_world: np.ndarray, origin: np.ndarray, rgb: bool = True,
+               t: float = 0.0) -> tuple[np.ndarray, np.ndarray]:
+        """Render (image, depth) with moving objects at time t seconds: linear RGB (H, W, 3) or luminance (H, W)
+        in [0, 1]; z-depth (m), 0 = sky."""
+        self._move_to(t)
         cam = self.camera
         rot = np.asarray(cam_to_world, np.float32)
         o = np.asarray(origin, np.float32)
@@ -395,4 +419,4 @@ class Renderer:
 def render_frame(scene: Scene, camera: Camera, trajectory: Trajectory,
                  t: float) -> tuple[np.ndarray, np.ndarray]:
     """One-off render of linear RGB (H, W, 3) and z-depth (H, W, 0 = sky) at time t seconds."""
-    return Renderer(scene, camera).render(*trajectory.pose(t))
+    return Renderer(scene, camera).render(*trajectory.pose(t), t=t)

@@ -27,25 +27,28 @@ class Texture:
 
 @dataclass(frozen=True)
 class Box:
-    """Axis-aligned box from corner `lo` to corner `hi` (metres)."""
+    """Axis-aligned box from corner `lo` to corner `hi` (metres) at t = 0, moving at `velocity` (m/s)."""
 
     lo: tuple[float, float, float]
     hi: tuple[float, float, float]
     texture: Texture
+    velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
 class Sphere:
-    """Sphere of `radius` metres around `center`."""
+    """Sphere of `radius` metres around `center` at t = 0, moving at `velocity` (m/s)."""
 
     center: tuple[float, float, float]
     radius: float
     texture: Texture
+    velocity: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 @dataclass(frozen=True)
 class Ground:
-    """The y = 0 plane: road (|x| < road_half_width) with lane markings, then sidewalk, then verge."""
+    """The y = 0 plane: road (|x| < road_half_width) with lane markings (if `markings`), then sidewalk, then
+    verge; with zero widths and no markings it is one textured floor."""
 
     road_half_width: float
     sidewalk_width: float
@@ -54,6 +57,7 @@ class Ground:
     verge: Texture
     marking: Texture
     dash_period: float
+    markings: bool = True
 
 
 @dataclass(frozen=True)
@@ -77,7 +81,7 @@ def _color(rng: np.random.Generator, lo: float, hi: float) -> tuple[float, float
     return tuple(float(c) for c in base)
 
 
-def _texture(rng: np.random.Generator, kinds: tuple[int, ...], period: tuple[float, float]) -> Texture:
+def random_texture(rng: np.random.Generator, kinds: tuple[int, ...], period: tuple[float, float]) -> Texture:
     """A random texture of one of `kinds` with clearly different dark and bright albedos (edges -> events)."""
     kind = int(rng.choice(kinds))
     dark, bright = _color(rng, 0.1, 0.35), _color(rng, 0.45, 0.9)
@@ -94,7 +98,7 @@ def _ground(rng: np.random.Generator) -> Ground:
                       seed=int(rng.integers(0, 2**31)))
     tile = rng.uniform(0.3, 0.5)
     sidewalk = Texture(CHECKER, float(rng.uniform(0.8, 1.6)), (tile * 0.6,) * 3, (tile,) * 3)
-    verge = _texture(rng, (NOISE, CHECKER, STRIPES), (0.6, 2.0))
+    verge = random_texture(rng, (NOISE, CHECKER, STRIPES), (0.6, 2.0))
     white = float(rng.uniform(0.75, 0.95))
     marking = Texture(SOLID, 1.0, (white,) * 3, (white,) * 3)
     road, walk, dash = rng.uniform(3.0, 5.0), rng.uniform(1.5, 3.5), rng.uniform(4.0, 8.0)
@@ -112,9 +116,9 @@ def _buildings(rng: np.random.Generator, ground: Ground, z_start: float, z_end: 
             front = curb + rng.uniform(0.0, 5.0)
             height = rng.uniform(4.0, 25.0)
             if rng.random() < 0.6:
-                texture = _texture(rng, (WINDOWS,), (2.5, 4.0))
+                texture = random_texture(rng, (WINDOWS,), (2.5, 4.0))
             else:
-                texture = _texture(rng, (STRIPES, NOISE, CHECKER), (0.8, 3.0))
+                texture = random_texture(rng, (STRIPES, NOISE, CHECKER), (0.8, 3.0))
             xs = sorted((side * front, side * (front + depth)))
             boxes.append(Box((xs[0], 0.0, z), (xs[1], height, z + length), texture))
             z += length + rng.uniform(0.5, 8.0)
@@ -133,7 +137,7 @@ def _props(rng: np.random.Generator, ground: Ground, clearance: float, z_start: 
     for z in rng.uniform(path_end + 8.0, z_end, rng.integers(2, 6)):
         sites.append((float(rng.choice([-1.0, 1.0])), float(z), True))
     for side, z, ahead in sites:
-        texture = _texture(rng, (CHECKER, STRIPES, NOISE), (0.3, 1.5))
+        texture = random_texture(rng, (CHECKER, STRIPES, NOISE), (0.3, 1.5))
         if rng.random() < 0.6:
             half = rng.uniform(0.2, 1.25, 3) * np.array([1.0, 1.2, 1.0])
             inner = rng.uniform(0.0, ground.road_half_width) if ahead else clearance
