@@ -44,7 +44,11 @@ def get_config() -> ml_collections.ConfigDict:
         label_space="logdepth", si_lambda=0.0, gradient_weight=0.5, gradient_scales=4, ssi_alpha=0.5,
         reg_factor=3.70378, clip_distance=80.0, disparity_loss="ssi",
         sky_as_far=False,  # supervised: ground truth 0 = sky (trained as far) instead of unknown (masked)
+        rescale_ground_truth=False,  # supervised: scale each image so its farthest point is at clip_distance
         ignore_largest_fraction=0.0,  # per image, drop this share of the largest per-pixel losses (DAv2: 0.1)
+        # The teacher's output: 'relative' inverse depth (DAv2; the labels' log depth is anchored at each image's
+        # nearest point) or 'metric' inverse depth in 1/m (a metric teacher, e.g. the demo's stand-in): kept.
+        teacher_scale="relative",
     ))
     c.optim = ml_collections.ConfigDict(dict(
         lr=5e-5, encoder_lr=5e-6, weight_decay=0.01, b1=0.9, b2=0.999, warmup_steps=500, schedule="cosine",

@@ -148,7 +148,8 @@ def _teacher(config: Any, workdir: str, dataset_dir: str, stages: _Stages) -> tu
 
     stages.begin("teacher", "train the frame teacher (DAv2 architecture) on RGB frames + ground truth")
     changes = {"loss.label_space": "disparity", "loss.disparity_loss": config.demo.teacher_loss,
-               "train.num_steps": config.demo.teacher_steps, "train.output_bias_init": config.demo.teacher_output_bias}
+               "train.num_steps": config.demo.teacher_steps, "train.output_bias_init": config.demo.teacher_output_bias,
+               "optim.lr": config.demo.teacher_lr, "optim.encoder_lr": config.demo.teacher_lr}
     c = _stage_config(config, dataset_dir, model=config.teacher.model.to_dict(), input="rgb", objective="supervised",
                       checkpoint="", **changes)
     params, model_config, _ = _train_stage(c, os.path.join(workdir, "teacher"))
@@ -164,25 +165,26 @@ def _test_frames(config: Any, dataset_dir: str) -> InputConfig:
                        shuffle=False)
 
 
-def _teacher_labels_as_logdepth(reg: float) -> Callable[[np.ndarray], np.ndarray]:
-    """The distillation targets' conversion (relative inverse depth -> log depth), for evaluating proxy labels."""
-    from dae_jax.train.step import disparity_to_logdepth
+def _teacher_labels_as_logdepth(loss: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """The distillation targets' conversion (the teacher's inverse depth -> log depth), for evaluating proxy labels."""
+    from dae_jax.train.step import make_targets
 
-    return lambda r: np.asarray(disparity_to_logdepth(np.asarray(r, np.float32), reg))
+    return lambda r: np.asarray(make_targets("distill", loss, None, np.asarray(r, np.float32))[0])
 
 
 def no_input_control(config: Any, dataset_dir: str) -> dict[str, Any]:
-    """The control that sees no input: the training split's per-pixel mean log depth (sky as the far end), one
-    fixed map for every test frame, through the same protocol. A student that does not beat it has not shown
-    that it reads depth from its input."""
+    """The control that sees no input: the per-pixel mean of the supervised students' log-depth targets over the
+    training split (sky as the far end, rescaled as config.loss says), one fixed map for every test frame, through
+    the same protocol. A student that does not beat it has not shown that it reads depth from its input."""
+    from dae_jax.train.step import make_targets
+
     loss = config.loss
     train = InputConfig(dataset_dir=dataset_dir, split=config.data.split, batch_size=1, load_depth=True,
                         shuffle=False)
     total, count = 0.0, 0
     for _, frames in iterate_sequences(train):
         for frame in frames:
-            depth = frame["depth"][0, 0]
-            total = total + np.where(depth > 0, M.depth_to_logdepth(depth, loss.reg_factor, loss.clip_distance), 1.0)
+            total = total + np.asarray(make_targets("supervised", loss.to_dict(), frame["depth"][0], None)[0][0])
             count += 1
     mean_map = total / count
     acc = M.SequenceAccumulator()
@@ -211,7 +213,7 @@ def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, d
     params, model_config = load_params(teacher[0], teacher[1])
     logging.info("evaluating the teacher's proxy labels on the test RGB frames")
     results["teacher"] = evaluate(params, model_config, data, flags, os.path.join(workdir, "eval", "teacher"),
-                                  input_key="rgb", transform=_teacher_labels_as_logdepth(loss.reg_factor), **common)
+                                  input_key="rgb", transform=_teacher_labels_as_logdepth(loss.to_dict()), **common)
     for student in config.demo.students:
         c = student_config(config, dataset_dir, student, "supervised", None)
         model, params = build_student(c)

@@ -286,3 +286,37 @@ def test_sky_as_far_trains_missing_ground_truth_as_the_far_end():
     np.testing.assert_allclose(sky_target[0, 1], depth_to_logdepth(depth[0, 1], 80.0, 3.70378))
     disparity, _ = make_targets("supervised", {**cfg, "label_space": "disparity", "sky_as_far": True}, depth, None)
     np.testing.assert_allclose(disparity, [[[0.0, 0.5], [1 / 40, 1 / 120]]], rtol=1e-6)
+
+
+def test_ground_truth_rescaled_as_the_protocol_scores_it():
+    """rescale_ground_truth: each image scaled so its farthest point is at the clip distance (a 5 m room becomes
+    80 m deep), the same numbers the evaluation's prepare_target gives; images reaching the clip are unchanged."""
+    from dae_jax.eval.metrics import prepare_target
+    from dae_jax.train.step import depth_to_logdepth, make_targets
+
+    room = np.array([[1.0, 2.5], [5.0, 0.0]])
+    street = np.array([[3.0, 20.0], [120.0, 0.0]])
+    depth = jnp.asarray(np.stack([room, street, np.zeros((2, 2))]), jnp.float32)
+    cfg = {"label_space": "logdepth", "clip_distance": 80.0, "reg_factor": 3.70378, "rescale_ground_truth": True,
+           "sky_as_far": True}
+    target, mask = make_targets("supervised", cfg, depth, None)
+    assert bool(mask.all())
+    for i, frame in enumerate((room, street)):
+        expected = np.where(frame > 0, depth_to_logdepth(prepare_target(frame, 80.0), 80.0, 3.70378), 1.0)
+        np.testing.assert_allclose(target[i], expected, rtol=1e-6, atol=1e-7)
+    np.testing.assert_allclose(target[0, 0, 0], 1 + np.log(16.0 / 80.0) / 3.70378, rtol=1e-6)  # 1 m of 5 m -> 16 m
+    np.testing.assert_allclose(target[2], 1.0)  # all sky: the far end, no division by zero
+
+
+def test_metric_teacher_labels_keep_their_scale():
+    """teacher_scale 'metric': the teacher's output is 1/d in 1/m, so the label is the ground truth's log depth of
+    d = 1/r; 'relative' anchors each image at its nearest point instead."""
+    from dae_jax.train.step import depth_to_logdepth, make_targets
+
+    depth = np.array([[[4.0, 10.0], [40.0, 160.0]]], np.float32)
+    cfg = {"label_space": "logdepth", "clip_distance": 80.0, "reg_factor": 3.70378}
+    metric, mask = make_targets("distill", {**cfg, "teacher_scale": "metric"}, None, jnp.asarray(1 / depth))
+    assert bool(mask.all())
+    np.testing.assert_allclose(metric, depth_to_logdepth(np.minimum(depth, 80.0), 80.0, 3.70378), rtol=1e-6)
+    relative, _ = make_targets("distill", cfg, None, jnp.asarray(7.0 / depth))  # any scale: nearest point is 0
+    np.testing.assert_allclose(relative, np.log(depth / 4.0) / 3.70378, rtol=1e-5, atol=1e-6)

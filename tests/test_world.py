@@ -66,14 +66,15 @@ def test_every_family_keeps_its_objects_off_the_camera(family):
         world = make_world(seed, duration, family=family)
         assert world.family == family and world.trajectory.speed > 0
         times = np.linspace(0.0, duration, 1001)
+        clearance = CLEARANCE["clutter" if family == "clutter" else "other"]
         cams = np.stack([world.trajectory.pose(t)[1] for t in times])
         for box in world.scene.boxes:
             shift = times[:, None] * np.asarray(box.velocity)
             gap = _distance_to_box(cams, np.asarray(box.lo) + shift, np.asarray(box.hi) + shift)
-            assert gap.min() > CLEARANCE - 0.05, (family, seed, box)
+            assert gap.min() > clearance - 0.05, (family, seed, box)
         for sphere in world.scene.spheres:
             centres = np.asarray(sphere.center) + times[:, None] * np.asarray(sphere.velocity)
-            assert (np.linalg.norm(cams - centres, axis=1) - sphere.radius).min() > CLEARANCE - 0.05
+            assert (np.linalg.norm(cams - centres, axis=1) - sphere.radius).min() > clearance - 0.05
 
 
 def test_families_are_what_they_say():
@@ -94,7 +95,7 @@ def test_camera_poses_vary_between_sequences():
     worlds = [make_world(seed, 2.0, family=FAMILIES[seed % len(FAMILIES)]) for seed in range(40)]
     poses = np.array([[w.trajectory.height, w.trajectory.heading, w.trajectory.pitch, w.trajectory.roll]
                       for w in worlds])
-    assert np.ptp(poses[:, 0]) > 1.5 and np.ptp(poses[:, 1]) > 1.5
+    assert np.ptp(poses[:, 0]) > 0.8 and np.ptp(poses[:, 1]) > 1.5
     assert np.ptp(poses[:, 2]) > 0.3 and np.ptp(poses[:, 3]) > 0.2
 
 

@@ -35,7 +35,7 @@ from dae_jax.eval.metrics import METRIC_KEYS
 from dae_jax.models import model_from_config, target_size
 from dae_jax.train.checkpoint import Checkpointer
 from dae_jax.train.state import create_train_state, init_params, make_optimizer, merge_params, param_groups
-from dae_jax.train.step import LABEL_SPACES, OBJECTIVES, make_train_step
+from dae_jax.train.step import LABEL_SPACES, OBJECTIVES, TEACHER_SCALES, make_train_step
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 AXIS = "batch"  # the pmapped step's axis name
@@ -48,6 +48,8 @@ def validate(config: Any) -> None:
         (config.objective in OBJECTIVES, f"config.objective must be one of {OBJECTIVES}, got {config.objective!r}"),
         (config.loss.label_space in LABEL_SPACES,
          f"config.loss.label_space must be one of {LABEL_SPACES}, got {config.loss.label_space!r}"),
+        (config.loss.teacher_scale in TEACHER_SCALES,
+         f"config.loss.teacher_scale must be one of {TEACHER_SCALES}, got {config.loss.teacher_scale!r}"),
         (config.train.dtype in DTYPES,
          f"config.train.dtype must be one of {sorted(DTYPES)}, got {config.train.dtype!r}"),
         (config.train.num_steps > 0, f"config.train.num_steps must be > 0, got {config.train.num_steps}"),

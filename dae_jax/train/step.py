@@ -9,16 +9,24 @@ Label spaces (config.loss.label_space):
   logdepth   the student predicts normalised log depth l = 1 + log(d / clip) / reg (E2Depth's convention, the
              space of the reference's `use_logdepth` evaluation). Ground truth is converted with that formula;
              the teacher's relative inverse depth r is taken as proportional to 1/d, so l = log(r_max / r) / reg
-             up to a per-image constant (r clamped to [r_max e^-reg, r_max]). Loss: the scale-invariant loss
-             on l (a constant offset in l is a depth scale) plus the multi-scale gradient loss.
+             up to a per-image constant (r clamped to [r_max e^-reg, r_max]); a metric teacher's r is 1/d
+             (config.loss.teacher_scale 'metric'), so l is the ground truth's formula of d = 1/r. Loss: the
+             scale-invariant loss on l (a constant offset in l is a depth scale) plus the multi-scale gradient loss.
   disparity  the student predicts affine-invariant inverse depth; ground truth is 1/d; the teacher's output is
              used as it is. Loss (config.loss.disparity_loss): 'ssi', the scale-and-shift-invariant (MiDaS) loss;
              or 'max_normalized', MSE + gradient loss against the target divided by its per-image max. SSI has a
              zero gradient at a constant prediction, where a ReLU-output model trained from scratch (a frame
              teacher stand-in) collapses; 'max_normalized' has none (the output learns 1/d up to the image's
-             scale, which is all the distillation uses).
+             scale, which is all the distillation uses); 'max_normalized_log', the same on log(x + e^-reg) of
+             both, so that every depth within the 1:e^reg range the log-depth labels hold weighs alike (plain
+             MSE on 1/d hardly sees pixels far from the nearest one); 'log', MSE + gradient loss on
+             log(x + 1/clip) of the prediction and of the metric target 1/d itself (a metric frame model: the
+             demo's teacher stand-in, whose labels then keep their scale, config.loss.teacher_scale 'metric').
 With config.loss.sky_as_far, ground-truth 0 means sky or beyond range (the synthetic world) rather than unknown
-(LiDAR holes): it is trained as l = 1 (or inverse depth 0) instead of being masked out.
+(LiDAR holes): it is trained as l = 1 (or inverse depth 0) instead of being masked out. With
+config.loss.rescale_ground_truth, each ground-truth image is first scaled so that its farthest point is at the clip
+distance, the target the evaluation protocol scores (a room 5 m deep is then 80 m deep, instead of clamped at the
+1.97 m the log-depth labels start at).
 """
 
 from __future__ import annotations
@@ -36,7 +44,8 @@ from dae_jax.train import losses
 from dae_jax.train.state import TrainState
 
 LABEL_SPACES = ("logdepth", "disparity")
-DISPARITY_LOSSES = ("ssi", "max_normalized")
+DISPARITY_LOSSES = ("ssi", "max_normalized", "max_normalized_log", "log")
+TEACHER_SCALES = ("relative", "metric")
 OBJECTIVES = ("distill", "supervised")
 
 
@@ -58,11 +67,21 @@ def disparity_to_logdepth(disparity: jnp.ndarray, reg: float) -> jnp.ndarray:
     return jnp.log(jnp.maximum(r_max, 1e-12) / jnp.maximum(r, 1e-12)) / reg
 
 
+def rescale_to_clip(depth: jnp.ndarray, clip: float) -> jnp.ndarray:
+    """Per image (last two axes): clip(depth, 0, clip) scaled so that its farthest point is at `clip`, as the
+    evaluation protocol rescales its targets (config.loss.rescale_ground_truth); all-zero images stay 0."""
+    d = jnp.clip(depth, 0.0, clip)
+    peak = jnp.max(d, axis=(-2, -1), keepdims=True)
+    return jnp.where(peak > 0, d / jnp.where(peak > 0, peak, 1.0) * clip, d)
+
+
 def make_targets(objective: str, loss_cfg: Mapping, depth: jnp.ndarray | None,
                  teacher_disparity: jnp.ndarray | None) -> tuple[jnp.ndarray, jnp.ndarray]:
     """(target, mask) of shape (N, H, W) in the label space, from ground-truth depth or the teacher's output."""
     space, clip, reg = loss_cfg["label_space"], float(loss_cfg["clip_distance"]), float(loss_cfg["reg_factor"])
     if objective == "supervised":
+        if loss_cfg.get("rescale_ground_truth", False):
+            depth = rescale_to_clip(depth, clip)
         if loss_cfg.get("sky_as_far", False):  # 0 = sky / beyond range: trained as the far end, not ignored
             sky = depth <= 0
             near = jnp.where(sky, 1.0, depth)
@@ -75,6 +94,8 @@ def make_targets(objective: str, loss_cfg: Mapping, depth: jnp.ndarray | None,
         return jnp.where(mask, 1.0 / jnp.where(mask, depth, 1.0), 0.0), mask
     mask = jnp.ones(teacher_disparity.shape, bool)
     if space == "logdepth":
+        if loss_cfg.get("teacher_scale", "relative") == "metric":
+            return depth_to_logdepth(1.0 / jnp.maximum(teacher_disparity, 1e-6), clip, reg), mask
         return disparity_to_logdepth(teacher_disparity, reg), mask
     return teacher_disparity, mask
 
@@ -84,12 +105,28 @@ def _max_normalized(t: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
     return t / jnp.maximum(jnp.max(jnp.where(m, t, 0.0)), 1e-12)
 
 
+def _log_disparity(x: jnp.ndarray, loss_cfg: Mapping) -> jnp.ndarray:
+    """log(x + e^-reg) of a max-normalised inverse depth (disparity_loss 'max_normalized_log'): 0 at the nearest
+    point, about -reg from e^reg times farther on (where the log-depth labels stop)."""
+    return jnp.log(jnp.maximum(x, 0.0) + jnp.exp(-float(loss_cfg["reg_factor"])))
+
+
+def _log_inverse_depth(x: jnp.ndarray, loss_cfg: Mapping) -> jnp.ndarray:
+    """log(x + 1/clip) of a metric inverse depth (disparity_loss 'log'): sky (0) sits log 2 beyond the clip."""
+    return jnp.log(jnp.maximum(x, 0.0) + 1.0 / float(loss_cfg["clip_distance"]))
+
+
 def _pixel_residual(loss_cfg: Mapping, p: jnp.ndarray, t: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
     """One image's (1, H, W) per-pixel |residual| of the configured data term, ranked by ignore_largest_fraction."""
     if loss_cfg["label_space"] == "logdepth":  # scale-invariant loss: deviation of d = t - p from its masked mean
         return jnp.abs(t - p - jnp.sum(jnp.where(m, t - p, 0.0)) / jnp.maximum(jnp.sum(m.astype(bool)), 1))
-    if loss_cfg.get("disparity_loss", "ssi") == "max_normalized":
+    kind = loss_cfg.get("disparity_loss", "ssi")
+    if kind == "max_normalized":
         return jnp.abs(p - _max_normalized(t, m))
+    if kind == "max_normalized_log":
+        return jnp.abs(_log_disparity(p, loss_cfg) - _log_disparity(_max_normalized(t, m), loss_cfg))
+    if kind == "log":
+        return jnp.abs(_log_inverse_depth(p, loss_cfg) - _log_inverse_depth(t, loss_cfg))
     scale, shift = losses.scale_and_shift(p, t, m)  # SSI: after the closed-form scale and shift alignment
     return jnp.abs(scale[:, None, None] * p + shift[:, None, None] - t)
 
@@ -109,8 +146,14 @@ def per_image_loss(loss_cfg: Mapping, prediction: jnp.ndarray, target: jnp.ndarr
                 value = value + weight * losses.multiscale_gradient_loss(p, t, m, 1, int(loss_cfg["gradient_scales"]))
             return value
         alpha, scales = float(loss_cfg["ssi_alpha"]), int(loss_cfg["gradient_scales"])
-        if loss_cfg.get("disparity_loss", "ssi") == "max_normalized":
-            t = _max_normalized(t, m)
+        kind = loss_cfg.get("disparity_loss", "ssi")
+        if kind in ("max_normalized", "max_normalized_log", "log"):
+            if kind == "log":
+                p, t = _log_inverse_depth(p, loss_cfg), _log_inverse_depth(t, loss_cfg)
+            else:
+                t = _max_normalized(t, m)
+            if kind == "max_normalized_log":
+                p, t = _log_disparity(p, loss_cfg), _log_disparity(t, loss_cfg)
             value = losses.midas_mse(p, t, m, "batch")
             return value + alpha * losses.gradient_loss(p, t, m, scales, "batch") if alpha else value
         return losses.ssi_loss(p, t, m, alpha, scales, "batch")

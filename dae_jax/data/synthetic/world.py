@@ -4,7 +4,7 @@ of a pixel in the image does not tell its depth.
 Families: `street` (the canyon of scene.make_scene), `open` ground with scattered obstacles, a `room`, a
 `corridor`, and close `clutter`. Any family may add objects that cross the view 1-5 m in front of the camera and
 objects that move on their own. The camera drives along +z at a random height, heading, pitch and roll; an object
-that would come within 0.4 m of the camera at any time is left out.
+that would come within 0.4 m (clutter: 1.5 m) of the camera at any time is left out.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from .render import Trajectory
 from .scene import CHECKER, NOISE, STRIPES, WINDOWS, Box, Ground, Scene, Sphere, make_scene, random_texture
 
 FAMILIES = ("street", "open", "room", "corridor", "clutter")
-CLEARANCE = 0.4  # metres kept between every object and the camera centre at all times
+CLEARANCE = {"clutter": 1.5, "other": 0.4}  # metres kept between every object and the camera centre at all times
 _OBJECT_KINDS = (CHECKER, STRIPES, NOISE)
 
 
@@ -33,11 +33,11 @@ class World:
 def _trajectory(rng: np.random.Generator, family: str) -> Trajectory:
     """The family's camera: speed (m/s), height (m), sway (m), heading, pitch (+ = down) and roll (radians)."""
     ranges = {  # speed, height, sway, |heading|, pitch, |roll|
-        "street": ((2.0, 6.0), (0.4, 3.0), (0.1, 0.8), 0.6, (-0.2, 0.3), 0.15),
-        "open": ((2.0, 6.0), (0.3, 3.0), (0.1, 0.8), np.pi, (-0.15, 0.35), 0.2),
-        "room": ((0.6, 1.6), (0.4, 1.9), (0.0, 0.4), 1.4, (-0.25, 0.4), 0.2),
-        "corridor": ((0.8, 2.0), (0.4, 1.8), (0.0, 0.2), 0.5, (-0.2, 0.2), 0.2),
-        "clutter": ((1.0, 3.0), (0.3, 1.6), (0.0, 0.5), 1.2, (-0.1, 0.4), 0.2),
+        "street": ((2.0, 6.0), (1.0, 2.2), (0.1, 0.8), 0.6, (-0.15, 0.25), 0.2),
+        "open": ((2.0, 6.0), (1.0, 2.2), (0.1, 0.8), np.pi, (-0.15, 0.25), 0.2),
+        "room": ((0.6, 1.6), (0.9, 1.8), (0.0, 0.4), 1.4, (-0.2, 0.3), 0.2),
+        "corridor": ((0.8, 2.0), (0.9, 1.8), (0.0, 0.2), 0.5, (-0.15, 0.2), 0.2),
+        "clutter": ((1.0, 3.0), (0.9, 1.8), (0.0, 0.5), 1.2, (-0.15, 0.25), 0.2),
     }[family]
     speed, height, sway, heading, pitch, roll = ranges
     return dataclasses.replace(
@@ -149,11 +149,12 @@ def _indoor(rng: np.random.Generator, trajectory: Trajectory, path: float, max_d
 
 
 def _clutter(rng: np.random.Generator, trajectory: Trajectory, path: float, max_depth: float) -> Scene:
-    """Many small objects 0.5-5 m from the path, some floating, in front of open ground or far blocks."""
-    boxes, spheres = _scatter(rng, int(rng.integers(50, 120)), (-6.0, 6.0), (-6.0, path + 10.0), (0.1, 0.6), 3.0,
+    """Many small objects 1.5-8 m from the path, some floating, in a ring of blocks 10-30 m away (so that the
+    nearest and farthest points of a view stay within the 40:1 range the log-depth labels hold)."""
+    boxes, spheres = _scatter(rng, int(rng.integers(50, 120)), (-8.0, 8.0), (-8.0, path + 12.0), (0.1, 0.6), 3.0,
                               0.4, 2.5)
-    for _ in range(int(rng.integers(0, 10))):
-        angle, distance = rng.uniform(-np.pi, np.pi), rng.uniform(15.0, 70.0)
+    for _ in range(int(rng.integers(6, 14))):
+        angle, distance = rng.uniform(-np.pi, np.pi), rng.uniform(10.0, 30.0)
         half = np.array([rng.uniform(2.0, 10.0), rng.uniform(1.0, 10.0), rng.uniform(2.0, 10.0)])
         boxes.append(_box(rng, distance * np.sin(angle), path / 2 + distance * np.cos(angle), half, 0.0,
                           (1.0, 4.0)))
@@ -190,20 +191,20 @@ def _movers(rng: np.random.Generator, trajectory: Trajectory, duration: float) -
     return boxes, spheres
 
 
-def _clear_of_camera(scene: Scene, trajectory: Trajectory, duration: float) -> Scene:
-    """The scene without the objects that come within CLEARANCE of the camera centre at any time (sampled
-    every 5 ms), so the camera never enters or grazes one."""
+def _clear_of_camera(scene: Scene, trajectory: Trajectory, duration: float, clearance: float) -> Scene:
+    """The scene without the objects that come within `clearance` metres of the camera centre at any time
+    (sampled every 5 ms), so the camera never enters or grazes one."""
     times = np.linspace(0.0, duration, max(int(duration / 0.005), 2))
     cams = np.array([trajectory.pose(t)[1] for t in times])
 
     def clear_box(box: Box) -> bool:
         shift = times[:, None] * np.array(box.velocity)
         outside = np.maximum(np.maximum(np.array(box.lo) + shift - cams, cams - np.array(box.hi) - shift), 0.0)
-        return bool(np.sqrt((outside**2).sum(1)).min() > CLEARANCE)
+        return bool(np.sqrt((outside**2).sum(1)).min() > clearance)
 
     def clear_sphere(sphere: Sphere) -> bool:
         centres = np.array(sphere.center) + times[:, None] * np.array(sphere.velocity)
-        return bool(np.sqrt(((centres - cams) ** 2).sum(1)).min() > sphere.radius + CLEARANCE)
+        return bool(np.sqrt(((centres - cams) ** 2).sum(1)).min() > sphere.radius + clearance)
 
     return dataclasses.replace(scene, boxes=tuple(filter(clear_box, scene.boxes)),
                                spheres=tuple(filter(clear_sphere, scene.spheres)))
@@ -228,4 +229,5 @@ def make_world(seed: int, duration: float, max_depth: float = 100.0, family: str
     boxes, spheres = _movers(rng, trajectory, duration)
     scene = dataclasses.replace(scene, boxes=scene.boxes + tuple(boxes), spheres=scene.spheres + tuple(spheres),
                                 **_lighting(rng))
-    return World(family, _clear_of_camera(scene, trajectory, duration), trajectory)
+    clearance = CLEARANCE["clutter" if family == "clutter" else "other"]
+    return World(family, _clear_of_camera(scene, trajectory, duration, clearance), trajectory)
