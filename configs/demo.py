@@ -18,7 +18,7 @@ from configs import common
 
 
 def get_config():
-    """Tiny models at 70x98, 252x336 crops of a 6+2 sequence synthetic world, ~300 steps per model."""
+    """Tiny models at 70x98, 252x336 crops of a 60+10 sequence synthetic world, ~300 steps per model."""
     c = common.get_config()
     c.model.update(encoder="tiny", input_size_width=98, input_size_height=70)
     c.data.update(batch_size=8, crop=(252, 336))
@@ -57,6 +57,7 @@ def get_config():
         # relative depth (si_lambda 0: the proxy labels have a fixed normalisation, see dae_jax/train/step.py).
         si_lambda=dict(distill=0.0, supervised=0.5),
         parity_frames=4,  # test frames predicted by both the exported PyTorch model and the JAX one
+        picture_sequences=5,  # comparison.png shows the first 5 test sequences: one of each scene family
         # The demo fails (after writing its results) unless every trained model (each <student>/distill and
         # <student>/supervised row) has Abs Rel <= abs_rel_ratio x the no-input row's and δ<1.25 >= the no-input
         # row's + delta1_gain; each distilled student beats its <student>/distill_no_events row (lower Abs Rel and

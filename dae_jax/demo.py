@@ -358,8 +358,9 @@ def check_claims(results_table: dict[str, dict[str, float]], margins: Any) -> li
 
 
 def comparison_picture(results: dict[str, dict], dataset_dir: str, config: Any, path: str) -> str | None:
-    """A grid per test sequence (its last drawn frame): RGB | events | ground truth | the teacher's labels, then
-    one row per student: untrained | distilled | supervised. Depth colours on the fixed 2-80 m scale."""
+    """A grid per test sequence (its last drawn frame; the first config.demo.picture_sequences sequences): RGB |
+    events | ground truth | the teacher's labels, then one row per student: untrained | distilled | distilled
+    without events | supervised. Depth colours on the fixed 2-80 m scale."""
     from PIL import Image, ImageDraw
 
     from dae_jax.eval.visualize import colorize_depth, event_image
@@ -375,6 +376,8 @@ def comparison_picture(results: dict[str, dict], dataset_dir: str, config: Any, 
     for name, frames in iterate_sequences(data):
         if name not in wanted:
             continue
+        if len(grid) == config.demo.picture_sequences * (1 + len(students)):
+            break
         key = (name, wanted[name])
         frame = next(f for f in frames if int(f["frame_index"][0, 0]) == wanted[name])
         target = M.prepare_target(frame["depth"][0, 0], config.loss.clip_distance)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from dae_jax.data.synthetic.generate import generate_sequence, sequence_seed
+from dae_jax.data.synthetic.world import FAMILIES
 from dae_jax.events import tencode
 from tfds_builders import build, builder_class, bytes_per_example
 from tfds_builders.__main__ import main as build_cli
@@ -34,7 +35,8 @@ def test_synthetic_records_match_the_generator(synthetic):
     enc = synthetic["tencode"].as_data_source(split="train")
     assert len(raw) == len(enc) == 2 * FRAMES
     for s in range(2):
-        seq = generate_sequence(sequence_seed(0, "train", s), num_frames=FRAMES, height=H, width=W)
+        family = FAMILIES[s % len(FAMILIES)]  # the builder cycles through the scene families
+        seq = generate_sequence(sequence_seed(0, "train", s), num_frames=FRAMES, height=H, width=W, family=family)
         t = seq["events"]["t"]
         for i in range(FRAMES):
             record, encoded = raw[s * FRAMES + i], enc[s * FRAMES + i]

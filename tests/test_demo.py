@@ -52,7 +52,7 @@ def test_demo_runs_every_stage_and_reports(demo_run):
                                       "recdav2/distill_no_events"]
     for row in summary["table"].values():
         assert all(np.isfinite(v) for v in row.values())
-        assert 0 < row["_abs_rel_diff"] < 10 and 0 <= row["_threshold_delta_1.25"] <= 1
+        assert 0 < row["_abs_rel_diff"] < 100 and 0 <= row["_threshold_delta_1.25"] <= 1
     assert set(summary["stage_seconds"]) == {"data", "teacher", "label", "recdav2_distill", "evaluate", "export"}
     assert summary["claims"] == {"checked": False, "failures": []}
     with open(os.path.join(workdir, "results.json")) as f:

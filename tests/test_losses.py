@@ -177,23 +177,22 @@ def test_max_normalized_disparity_loss_matches_reference_and_trains_a_constant_p
     assert float(jnp.max(jnp.abs(normalized[0]))) > 1e-6
 
 
-def test_max_normalized_log_loss_matches_reference(maps):
-    """'max_normalized_log': the same MSE + gradient loss on log(x + e^-reg) of the prediction and of the target
-    over its masked max (negative predictions count as 0)."""
+def test_log_inverse_depth_loss_matches_reference(maps):
+    """'log': the same MSE + gradient loss on log(x + 1/clip) of the prediction and of the metric target (negative
+    predictions count as 0; no normalisation: the scale is learned)."""
     from dae_jax.train.step import per_image_loss
 
     p, t, m = maps
     p = p - 0.2  # some negative predictions
-    reg = 3.70378
-    cfg = {"label_space": "disparity", "disparity_loss": "max_normalized_log", "ssi_alpha": 0.5, "gradient_scales": 4,
-           "reg_factor": reg}
+    cfg = {"label_space": "disparity", "disparity_loss": "log", "ssi_alpha": 0.5, "gradient_scales": 4,
+           "clip_distance": 80.0}
     tp, tt, tm = (torch.tensor(a) for a in (p, t, m))
-    floor = float(np.exp(-reg))
     expected = []
     for i in range(p.shape[0]):
-        peak = tt[i][tm[i]].max() if tm[i].any() else torch.tensor(1.0, dtype=tt.dtype)
-        li = torch.log(tt[i] / peak + floor)[None]
-        lp = torch.log(torch.clamp(tp[i], min=0.0) + floor)[None]
+        li = torch.log(tt[i] + 1 / 80.0)[None]
+        lp = torch.log(torch.clamp(tp[i], min=0.0) + 1 / 80.0)[None]
         expected.append((ref_mse(lp, li, tm[i][None], "batch") + 0.5 * ref_grad(lp, li, tm[i][None], "batch")).item())
     got = per_image_loss(cfg, jnp.asarray(p), jnp.asarray(t), jnp.asarray(m))
     np.testing.assert_allclose(got, expected, rtol=1e-10)
+    assert not np.allclose(got, per_image_loss({**cfg, "disparity_loss": "max_normalized"}, jnp.asarray(p),
+                                               jnp.asarray(t), jnp.asarray(m)))

@@ -17,11 +17,10 @@ Label spaces (config.loss.label_space):
              or 'max_normalized', MSE + gradient loss against the target divided by its per-image max. SSI has a
              zero gradient at a constant prediction, where a ReLU-output model trained from scratch (a frame
              teacher stand-in) collapses; 'max_normalized' has none (the output learns 1/d up to the image's
-             scale, which is all the distillation uses); 'max_normalized_log', the same on log(x + e^-reg) of
-             both, so that every depth within the 1:e^reg range the log-depth labels hold weighs alike (plain
-             MSE on 1/d hardly sees pixels far from the nearest one); 'log', MSE + gradient loss on
-             log(x + 1/clip) of the prediction and of the metric target 1/d itself (a metric frame model: the
-             demo's teacher stand-in, whose labels then keep their scale, config.loss.teacher_scale 'metric').
+             scale, which is all the distillation uses); 'log', MSE + gradient loss on log(x + 1/clip) of the
+             prediction and of the metric target 1/d itself, so that near and far pixels weigh alike (a metric
+             frame model: the demo's teacher stand-in, whose labels then keep their scale,
+             config.loss.teacher_scale 'metric').
 With config.loss.sky_as_far, ground-truth 0 means sky or beyond range (the synthetic world) rather than unknown
 (LiDAR holes): it is trained as l = 1 (or inverse depth 0) instead of being masked out. With
 config.loss.rescale_ground_truth, each ground-truth image is first scaled so that its farthest point is at the clip
@@ -44,7 +43,7 @@ from dae_jax.train import losses
 from dae_jax.train.state import TrainState
 
 LABEL_SPACES = ("logdepth", "disparity")
-DISPARITY_LOSSES = ("ssi", "max_normalized", "max_normalized_log", "log")
+DISPARITY_LOSSES = ("ssi", "max_normalized", "log")
 TEACHER_SCALES = ("relative", "metric")
 OBJECTIVES = ("distill", "supervised")
 
@@ -105,12 +104,6 @@ def _max_normalized(t: jnp.ndarray, m: jnp.ndarray) -> jnp.ndarray:
     return t / jnp.maximum(jnp.max(jnp.where(m, t, 0.0)), 1e-12)
 
 
-def _log_disparity(x: jnp.ndarray, loss_cfg: Mapping) -> jnp.ndarray:
-    """log(x + e^-reg) of a max-normalised inverse depth (disparity_loss 'max_normalized_log'): 0 at the nearest
-    point, about -reg from e^reg times farther on (where the log-depth labels stop)."""
-    return jnp.log(jnp.maximum(x, 0.0) + jnp.exp(-float(loss_cfg["reg_factor"])))
-
-
 def _log_inverse_depth(x: jnp.ndarray, loss_cfg: Mapping) -> jnp.ndarray:
     """log(x + 1/clip) of a metric inverse depth (disparity_loss 'log'): sky (0) sits log 2 beyond the clip."""
     return jnp.log(jnp.maximum(x, 0.0) + 1.0 / float(loss_cfg["clip_distance"]))
@@ -123,8 +116,6 @@ def _pixel_residual(loss_cfg: Mapping, p: jnp.ndarray, t: jnp.ndarray, m: jnp.nd
     kind = loss_cfg.get("disparity_loss", "ssi")
     if kind == "max_normalized":
         return jnp.abs(p - _max_normalized(t, m))
-    if kind == "max_normalized_log":
-        return jnp.abs(_log_disparity(p, loss_cfg) - _log_disparity(_max_normalized(t, m), loss_cfg))
     if kind == "log":
         return jnp.abs(_log_inverse_depth(p, loss_cfg) - _log_inverse_depth(t, loss_cfg))
     scale, shift = losses.scale_and_shift(p, t, m)  # SSI: after the closed-form scale and shift alignment
@@ -147,13 +138,11 @@ def per_image_loss(loss_cfg: Mapping, prediction: jnp.ndarray, target: jnp.ndarr
             return value
         alpha, scales = float(loss_cfg["ssi_alpha"]), int(loss_cfg["gradient_scales"])
         kind = loss_cfg.get("disparity_loss", "ssi")
-        if kind in ("max_normalized", "max_normalized_log", "log"):
+        if kind in ("max_normalized", "log"):
             if kind == "log":
                 p, t = _log_inverse_depth(p, loss_cfg), _log_inverse_depth(t, loss_cfg)
             else:
                 t = _max_normalized(t, m)
-            if kind == "max_normalized_log":
-                p, t = _log_disparity(p, loss_cfg), _log_disparity(t, loss_cfg)
             value = losses.midas_mse(p, t, m, "batch")
             return value + alpha * losses.gradient_loss(p, t, m, scales, "batch") if alpha else value
         return losses.ssi_loss(p, t, m, alpha, scales, "batch")
