@@ -49,6 +49,10 @@ def get_config():
         teacher_output_bias=1.0,  # config.train.output_bias_init of the teacher: its ReLU output starts alive
         # Distil from the teacher's labels stored once (stage "label") rather than running it in every step.
         stored_labels=True,
+        # Students start from the stand-in teacher's weights (the paper's VFM adaptation: DepthAnyEvent is DAv2
+        # fine-tuned on events; DepthAnyEvent-R's recurrent layers start fresh). False, or given teacher weights:
+        # from config.checkpoint (random if empty).
+        init_from_teacher=True,
         recurrent_clip_length=4,  # DepthAnyEvent-R trains on clips of 4 consecutive stacks,
         recurrent_batch_size=2,  # 2 clips per batch: as many frames as the DAv2 students' batch of 8
         students=("dav2", "recdav2"),

@@ -8,7 +8,7 @@ Stages, each in its own directory under the workdir so that an interrupted demo 
                (config.demo.stored_labels; False runs the teacher inside every distillation step instead)
   4-7. students  DepthAnyEvent (DAv2) and DepthAnyEvent-R, distilled from the teacher's proxy labels on the
                aligned RGB frames (never ground truth), and the same students trained supervised on ground truth
-  8. evaluate  every model, an untrained student of each kind and the teacher's proxy labels, on the test split
+  8. evaluate  every model, each student with its initial weights and the teacher's proxy labels, on the test split
                with the paper's protocol -> the results table (Table 3 in miniature) and pictures; with the
                controls: the mean training depth map (no input) and each distilled student given empty events
   9. export    the distilled students as PyTorch checkpoints, checked against the PyTorch reference
@@ -35,9 +35,9 @@ from dae_jax.eval import metrics as M
 
 STUDENT_NAMES = {"dav2": "DepthAnyEvent (DAv2)", "recdav2": "DepthAnyEvent-R"}
 LABEL_NAMES = {"distill": "distilled (teacher's proxy labels)", "supervised": "supervised (ground truth)",
-               "untrained": "untrained (initial weights)",
+               "untrained": "not trained on events (its initial weights)",
                "distill_no_events": "distilled, events removed (control: empty event images)"}
-SHORT_LABELS = {"untrained": "untrained", "distill": "distilled", "supervised": "supervised",
+SHORT_LABELS = {"untrained": "initial weights", "distill": "distilled", "supervised": "supervised",
                 "distill_no_events": "distilled, no events"}
 TABLE_COLUMNS = (("Abs Rel ↓", "_abs_rel_diff", 3), ("Sq Rel ↓", "_squ_rel_diff", 3), ("RMSE ↓", "_RMS_linear", 2),
                  ("RMSE log ↓", "_RMS_log", 3), ("δ<1.25 ↑", "_threshold_delta_1.25", 3),
@@ -109,7 +109,10 @@ def _train_stage(c: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict
 def student_config(config: Any, dataset_dir: str, student: str, objective: str, teacher: tuple[str, dict] | None,
                    labels: str = "") -> ml_collections.ConfigDict:
     """The training config of one student ('dav2' | 'recdav2') under one objective ('distill' | 'supervised');
-    a distilled student reads the stored `labels` when given, else runs the teacher in its step."""
+    a distilled student reads the stored `labels` when given, else runs the teacher in its step. With
+    config.demo.init_from_teacher every student starts from the stand-in teacher trained here (DepthAnyEvent-R's
+    recurrent layers fresh), as DepthAnyEvent is DAv2 fine-tuned on events; given teacher weights are not the
+    students' size, so then config.checkpoint decides."""
     if student not in STUDENT_NAMES:
         raise ValueError(f"config.demo.students: unknown student {student!r}; expected one of {sorted(STUDENT_NAMES)}")
     if objective not in ("distill", "supervised"):
@@ -122,6 +125,8 @@ def student_config(config: Any, dataset_dir: str, student: str, objective: str, 
                         "data.batch_size": config.demo.recurrent_batch_size})
     if objective == "distill":
         changes.update({"teacher.checkpoint": teacher[0], "teacher.model": teacher[1], "teacher.labels": labels})
+    if config.demo.init_from_teacher and teacher is not None and not config.teacher.checkpoint:
+        changes["checkpoint"] = teacher[0]
     return _stage_config(config, dataset_dir, **changes)
 
 
@@ -196,7 +201,7 @@ def no_input_control(config: Any, dataset_dir: str) -> dict[str, Any]:
 
 
 def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, dict]:
-    """Evaluate the no-input control, the teacher's proxy labels, an untrained student of each kind, every
+    """Evaluate the no-input control, the teacher's proxy labels, each student with its initial weights, every
     trained student, and each distilled student with its events removed."""
     from dae_jax.convert import load_params
     from dae_jax.eval.evaluate import evaluate
@@ -215,9 +220,9 @@ def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, d
     results["teacher"] = evaluate(params, model_config, data, flags, os.path.join(workdir, "eval", "teacher"),
                                   input_key="rgb", transform=_teacher_labels_as_logdepth(loss.to_dict()), **common)
     for student in config.demo.students:
-        c = student_config(config, dataset_dir, student, "supervised", None)
+        c = student_config(config, dataset_dir, student, "supervised", teacher)
         model, params = build_student(c)
-        logging.info("evaluating an untrained %s", STUDENT_NAMES[student])
+        logging.info("evaluating %s with its initial weights", STUDENT_NAMES[student])
         results[f"{student}/untrained"] = evaluate(params, model_to_config(model), data, flags,
                                                    os.path.join(workdir, "eval", f"{student}_untrained"), **common)
         for objective in config.demo.objectives:

@@ -60,7 +60,7 @@ def test_demo_runs_every_stage_and_reports(demo_run):
     assert written["table"] == summary["table"] and written["claims"] == summary["claims"]
     table = open(os.path.join(workdir, "results.md")).read().splitlines()
     assert len(table) == 2 + 5 and "No input" in table[2] and "Teacher" in table[3]
-    assert "ground truth, here" in table[3] and "untrained" in table[4] and "distilled" in table[5]
+    assert "ground truth, here" in table[3] and "not trained on events" in table[4] and "distilled" in table[5]
     assert "events removed" in table[6]
     # Per test sequence a row RGB | events | ground truth | teacher, then one row per student; panels 64x80.
     assert Image.open(os.path.join(workdir, "comparison.png")).size == (4 * 80, 2 * (1 + 1) * 64)
@@ -107,7 +107,9 @@ def test_rerun_resumes_finished_stages_and_uses_a_given_teacher(demo_run):
     assert not os.path.exists(os.path.join(workdir, "teacher"))  # the stand-in was not trained again
     assert again["teacher"] == config.teacher.checkpoint != teacher_file
     assert open(os.path.join(workdir, "recdav2_distill", "metrics.jsonl")).read() == lines  # not stepped again
-    assert again["table"] == summary["table"]
+    # Given teacher weights do not initialise the students (config.checkpoint does): only that row changes.
+    changed = {k for k in summary["table"] if again["table"][k] != summary["table"][k]}
+    assert changed == {"recdav2/untrained"}
     assert "| given weights (teacher.msgpack) |" in open(os.path.join(workdir, "results.md")).read()
 
 

@@ -31,6 +31,7 @@ class SyntheticConfig(EventBuilderConfig):
     width: int = 346
     workers: int | None = None  # generator processes (default: up to 2)
     families: tuple[str, ...] = FAMILIES  # sequence i of a split is of family families[i % len(families)]
+    contrast_threshold: float = 0.2  # ESIM's log-intensity step per event (lower: denser events)
 
 
 def _configs() -> list[SyntheticConfig]:
@@ -68,7 +69,8 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, count: int):
         c = self.builder_config
         sequences = generate_dataset(c.seed, {split: count}, c.frames_per_sequence, workers=c.workers,
-                                     families=tuple(c.families), height=c.height, width=c.width)
+                                     families=tuple(c.families), height=c.height, width=c.width,
+                                     contrast_threshold=c.contrast_threshold)
         for _, name, seq in sequences:
             ev, stamps = seq["events"], seq["frame_timestamps_us"]
             starts, stops = window_indices(ev["t"], stamps)
