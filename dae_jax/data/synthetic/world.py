@@ -92,6 +92,25 @@ def _scatter(rng: np.random.Generator, count: int, x_range: tuple[float, float],
     return boxes, spheres
 
 
+def _ring(rng: np.random.Generator, count: int, centre_z: float, distance: tuple[float, float],
+          width: tuple[float, float], height: tuple[float, float], period: tuple[float, float]) -> list[Box]:
+    """`count` large blocks at random bearings and `distance` metres around (0, centre_z): landmarks that bound
+    the view; half widths in `width`, half heights in `height`."""
+    boxes = []
+    for _ in range(count):
+        angle, radius = rng.uniform(-np.pi, np.pi), rng.uniform(*distance)
+        half = np.array([rng.uniform(*width), rng.uniform(*height), rng.uniform(*width)])
+        boxes.append(_box(rng, radius * np.sin(angle), centre_z + radius * np.cos(angle), half, 0.0, period))
+    return boxes
+
+
+def _scene(rng: np.random.Generator, floor_period: tuple[float, float], boxes: list[Box], spheres: list[Sphere],
+           max_depth: float) -> Scene:
+    """A scene on a textured floor (lighting is drawn later by make_world)."""
+    return Scene(_floor(rng, floor_period), tuple(boxes), tuple(spheres), (0.0,) * 3, (0.0, 1.0, 0.0),
+                 max_depth=max_depth, fog_start=max_depth / 2)
+
+
 def _street(rng: np.random.Generator, trajectory: Trajectory, path: float, max_depth: float) -> Scene:
     """The street canyon of scene.make_scene, seen from the family's camera."""
     return make_scene(int(rng.integers(0, 2**31)), path, trajectory.corridor_half_width, max_depth)
@@ -102,13 +121,8 @@ def _open(rng: np.random.Generator, trajectory: Trajectory, path: float, max_dep
     reach = 60.0
     boxes, spheres = _scatter(rng, int(rng.integers(40, 100)), (-reach, reach), (-reach, path + reach),
                               (0.3, 2.0), 4.0, 0.1, 2.0)
-    for _ in range(int(rng.integers(3, 9))):
-        angle, distance = rng.uniform(-np.pi, np.pi), rng.uniform(40.0, 90.0)
-        half = np.array([rng.uniform(3.0, 15.0), rng.uniform(2.0, 12.0), rng.uniform(3.0, 15.0)])
-        boxes.append(_box(rng, distance * np.sin(angle), path / 2 + distance * np.cos(angle), half, 0.0,
-                          (1.0, 5.0)))
-    return Scene(_floor(rng, (0.5, 3.0)), tuple(boxes), tuple(spheres), (0.0,) * 3, (0.0, 1.0, 0.0),
-                 max_depth=max_depth, fog_start=max_depth / 2)
+    boxes += _ring(rng, int(rng.integers(3, 9)), path / 2, (40.0, 90.0), (3.0, 15.0), (2.0, 12.0), (1.0, 5.0))
+    return _scene(rng, (0.5, 3.0), boxes, spheres, max_depth)
 
 
 def _indoor(rng: np.random.Generator, trajectory: Trajectory, path: float, max_depth: float,
@@ -144,8 +158,7 @@ def _indoor(rng: np.random.Generator, trajectory: Trajectory, path: float, max_d
         extra_boxes, spheres = _scatter(rng, int(rng.integers(0, 6)), (-half, half), (back, end), (0.15, 0.6),
                                         2.0, 0.3, 1.0)
         boxes += extra_boxes
-    return Scene(_floor(rng, (0.3, 1.5)), tuple(boxes), tuple(spheres), (0.0,) * 3, (0.0, 1.0, 0.0),
-                 max_depth=max_depth, fog_start=max_depth / 2)
+    return _scene(rng, (0.3, 1.5), boxes, spheres, max_depth)
 
 
 def _clutter(rng: np.random.Generator, trajectory: Trajectory, path: float, max_depth: float) -> Scene:
@@ -153,13 +166,8 @@ def _clutter(rng: np.random.Generator, trajectory: Trajectory, path: float, max_
     nearest and farthest points of a view stay within the 40:1 range the log-depth labels hold)."""
     boxes, spheres = _scatter(rng, int(rng.integers(50, 120)), (-8.0, 8.0), (-8.0, path + 12.0), (0.1, 0.6), 3.0,
                               0.4, 2.5)
-    for _ in range(int(rng.integers(6, 14))):
-        angle, distance = rng.uniform(-np.pi, np.pi), rng.uniform(10.0, 30.0)
-        half = np.array([rng.uniform(2.0, 10.0), rng.uniform(1.0, 10.0), rng.uniform(2.0, 10.0)])
-        boxes.append(_box(rng, distance * np.sin(angle), path / 2 + distance * np.cos(angle), half, 0.0,
-                          (1.0, 4.0)))
-    return Scene(_floor(rng, (0.2, 1.5)), tuple(boxes), tuple(spheres), (0.0,) * 3, (0.0, 1.0, 0.0),
-                 max_depth=max_depth, fog_start=max_depth / 2)
+    boxes += _ring(rng, int(rng.integers(6, 14)), path / 2, (10.0, 30.0), (2.0, 10.0), (1.0, 10.0), (1.0, 4.0))
+    return _scene(rng, (0.2, 1.5), boxes, spheres, max_depth)
 
 
 def _movers(rng: np.random.Generator, trajectory: Trajectory, duration: float) -> tuple[list[Box], list[Sphere]]:
