@@ -6,8 +6,8 @@ protocol on the demo's synthetic world.
 Stored labels are made once on whole frames, then cropped with the events; a teacher in the step sees only the
 crop. Everything else (student, seed, schedule, batches, crops) is the same. The run reuses the stages of a demo in
 the same workdir (data, teacher, labels, the students distilled from stored labels) and trains what is missing;
-the table (with the mean training depth map, which sees no input, the untrained students and the teacher's
-labels as controls) goes to <workdir>/label_sources.md.
+the table (with the mean training depth map, which sees no input, the students with their initial weights and the
+teacher's labels as controls) goes to <workdir>/label_sources.md.
 """
 
 from __future__ import annotations
@@ -56,11 +56,11 @@ def main() -> None:
     rows = [("No input: mean training log-depth map", "(control)", demo.no_input_control(config, dataset_dir)),
             ("Teacher (its proxy labels, whole frames)", "", evaluate(
         *load_params(*teacher), data, flags, None, config.eval.batch_size, input_key="rgb",
-        transform=demo._teacher_labels_as_logdepth(config.loss.reg_factor)))]
+        transform=demo._teacher_labels_as_logdepth(config.loss.to_dict())))]
     for student in students:
         name = demo.STUDENT_NAMES[student]
-        model, params = build_student(demo.student_config(config, dataset_dir, student, "supervised", None))
-        rows.append((name, "untrained (initial weights)", evaluate(params, model_to_config(model), data, flags)))
+        model, params = build_student(demo.student_config(config, dataset_dir, student, "supervised", teacher))
+        rows.append((name, demo.LABEL_NAMES["untrained"], evaluate(params, model_to_config(model), data, flags)))
         for suffix, how, source in (("", "distilled from stored labels (teacher saw whole frames)", labels),
                                     ("_teacher_in_step", "distilled, teacher in the step (teacher saw the crop)", "")):
             stages.begin(f"{student}_distill{suffix}", f"{name}: {how}")
