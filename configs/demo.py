@@ -34,7 +34,8 @@ def get_config():
     # 1 - sigmoid: the log-depth output is bounded to the labels' [0, 1], so the sky saturates at the far end
     # that the protocol's per-frame max normalisation reads the scale from.
     c.model.activation = "sigmoid"
-    # The stand-in teacher: official DAv2 semantics (ReLU, relative inverse depth), tiny encoder, trained here.
+    # The stand-in teacher: official DAv2 semantics (ReLU inverse-depth output), tiny encoder, trained here on metric
+    # inverse depth (demo.teacher_loss).
     c.teacher.model = dict(model_type="DAv2", encoder="tiny", official=True, input_size_width=98,
                            input_size_height=70)
     c.demo = ml_collections.ConfigDict(dict(
