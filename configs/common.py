@@ -46,6 +46,9 @@ def get_config() -> ml_collections.ConfigDict:
         sky_as_far=False,  # supervised: ground truth 0 = sky (trained as far) instead of unknown (masked)
         rescale_ground_truth=False,  # supervised: scale each image so its farthest point is at clip_distance
         ignore_largest_fraction=0.0,  # per image, drop this share of the largest per-pixel losses (DAv2: 0.1)
+        # logdepth: shift each prediction so its maximum is 1 before the loss, as the protocol's per-frame max
+        # normalisation does before it scores (with si_lambda > 0 the level then counts).
+        anchor_at_max=False,
         # The teacher's output: 'relative' inverse depth (DAv2; the labels' log depth is anchored at each image's
         # nearest point) or 'metric' inverse depth in 1/m (a metric teacher, e.g. the demo's stand-in): kept.
         teacher_scale="relative",

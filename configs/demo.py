@@ -2,26 +2,34 @@
 
   python launch.py --config=configs/demo.py --workdir=runs/demo --mode=demo
 
-Stages (dae_jax/demo.py): build the synthetic dataset -> train a tiny frame teacher of the DAv2 architecture on RGB
-(the stand-in for the foundation model) -> distil DepthAnyEvent (DAv2) and DepthAnyEvent-R students from its
-proxy labels -> train the same students supervised -> evaluate everything -> export the distilled student to
-PyTorch and check it against the reference. With the real teacher the stand-in is not trained:
-  --config.teacher.checkpoint=depth_anything_v2_vitl.pth  (the encoder is read from the weights)
+Stages (dae_jax/demo.py): build the synthetic event world -> the teacher: a tiny frame model of the DAv2
+architecture (the stand-in for the foundation model), shipped as dae_jax/assets/demo_teacher.msgpack after training
+on a frame world of its own (scripts/demo_teacher.py) -> store its proxy labels -> distil DepthAnyEvent (DAv2) and
+DepthAnyEvent-R students from them, starting from the teacher's weights -> train the same students supervised ->
+evaluate everything with the controls -> export the distilled students to PyTorch and check them against the
+reference. With the real teacher:
+  --config.teacher.checkpoint=depth_anything_v2_vitl.pth --config.loss.teacher_scale=relative
+  (the encoder is read from the weights)
 
 The top-level keys are the students' shared settings (as in every other config); `demo` holds what differs per
 stage. Every size here is for the demo only: the tiny encoder and short schedules fit 2 CPU cores in minutes.
 """
 
+import os
+
 import ml_collections
 
+import dae_jax
 from configs import common
+
+ASSETS = os.path.join(os.path.dirname(os.path.abspath(dae_jax.__file__)), "assets")  # files shipped with the package
 
 
 def get_config():
-    """Tiny models at 70x98, 252x336 crops of a 60+10 sequence synthetic world, ~300 steps per model."""
+    """Tiny models at 70x98, 126x168 crops of a 200+20 sequence synthetic world at 130x173, 300 steps per student."""
     c = common.get_config()
     c.model.update(encoder="tiny", input_size_width=98, input_size_height=70)
-    c.data.update(batch_size=8, crop=(252, 336))
+    c.data.update(batch_size=8, crop=(126, 168))
     c.optim.update(lr=3e-4, encoder_lr=3e-4, warmup_steps=20)
     c.train.update(num_steps=300, log_every=50, checkpoint_every=100, picture_every=0)
     c.eval.update(batch_size=8, pictures=3, gif=False)
@@ -29,25 +37,38 @@ def get_config():
     c.loss.sky_as_far = True
     # Each ground-truth image scaled so its farthest point is at the clip distance, as the protocol scores it (rooms
     # a few metres deep would otherwise sit below the 1.97 m where log-depth labels start); the stand-in teacher
-    # learns the same and its output is read as metric inverse depth.
-    c.loss.update(rescale_ground_truth=True, teacher_scale="metric")
+    # learns the same.
+    c.loss.rescale_ground_truth = True
+    # The protocol divides each prediction by its maximum before it scores; the students are trained on the same
+    # anchored prediction, with the level counted (si_lambda 1, demo.si_lambda).
+    c.loss.anchor_at_max = True
     # 1 - sigmoid: the log-depth output is bounded to the labels' [0, 1], so the sky saturates at the far end
     # that the protocol's per-frame max normalisation reads the scale from.
     c.model.activation = "sigmoid"
-    # The stand-in teacher: official DAv2 semantics (ReLU inverse-depth output), tiny encoder, trained here on metric
-    # inverse depth (demo.teacher_loss).
-    c.teacher.model = dict(model_type="DAv2", encoder="tiny", official=True, input_size_width=98,
-                           input_size_height=70)
+    # The stand-in for the foundation model: a frame model of the DAv2 architecture (tiny encoder) that predicts
+    # log depth as the students do, trained on the RGB frames of its own world (demo.teacher). Its output is the
+    # label itself (config.loss.teacher_scale 'logdepth').
+    c.teacher.model = dict(model_type="DAv2", encoder="tiny", official=False, activation="sigmoid",
+                           inv_prediction=True, input_size_width=98, input_size_height=70)
+    c.loss.teacher_scale = "logdepth"
     c.demo = ml_collections.ConfigDict(dict(
         # The synthetic world (tfds_builders.synthetic_events.SyntheticConfig); built once under data_dir.
         data_dir="",  # "" -> <workdir>/data
-        dataset=dict(name="demo_tencode", num_train=60, num_test=10, frames_per_sequence=10, seed=0),
-        teacher_steps=600,  # stage (a): supervised on RGB + ground truth, log inverse-depth loss
-        # Its config.loss.disparity_loss: 'log' of metric inverse depth, so its labels keep the scale
-        # (config.loss.teacher_scale 'metric' below); SSI collapses from scratch, see step.py.
-        teacher_loss="log",
-        teacher_lr=1e-4,  # its learning rate (higher rates let its ReLU output die in the varied world)
-        teacher_output_bias=1.0,  # config.train.output_bias_init of the teacher: its ReLU output starts alive
+        # Many short sequences (each a scene of its own) at half the DAVIS346 size: 200 x 4 training frames (clips of
+        # 4 for DepthAnyEvent-R) and 20 x 4 test frames, 4 sequences per scene family.
+        dataset=dict(name="demo_tencode_130x173", num_train=200, num_test=20, frames_per_sequence=4, seed=0,
+                     height=130, width=173),
+        teacher=dict(
+            # The stand-in teacher's weights, shipped with the package as DAv2's are downloaded; "" trains it in
+            # the demo's teacher stage (about 15 minutes here), as scripts/demo_teacher.py made the shipped file.
+            weights=os.path.join(ASSETS, "demo_teacher.msgpack"),
+            # Its own world: RGB + depth only, 800 scenes x 3 frames, other seeds than the event world's, so it has
+            # seen none of the students' test scenes (a foundation model is trained on other data).
+            world=dict(name="demo_teacher_frames", num_train=800, num_test=0, frames_per_sequence=3, seed=1),
+            steps=2500, lr=1e-3, warmup_steps=100, crop=(252, 336),
+            si_lambda=1.0,  # absolute log depth: its labels keep the level the protocol's anchor reads
+            anchor_at_max=False,
+        ),
         # Distil from the teacher's labels stored once (stage "label") rather than running it in every step.
         stored_labels=True,
         # Students start from the stand-in teacher's weights (the paper's VFM adaptation: DepthAnyEvent is DAv2
@@ -58,9 +79,9 @@ def get_config():
         recurrent_batch_size=2,  # 2 clips per batch: as many frames as the DAv2 students' batch of 8
         students=("dav2", "recdav2"),
         objectives=("distill", "supervised"),
-        # Supervised students use the metric scale of the ground truth; distilled ones learn the teacher's
-        # relative depth (si_lambda 0: the proxy labels have a fixed normalisation, see dae_jax/train/step.py).
-        si_lambda=dict(distill=0.0, supervised=0.5),
+        # The loss's si_lambda per objective: 1 counts the level of the anchored log depth, which the labels of
+        # both kinds (ground truth rescaled to the clip, the stand-in's log depth) fix.
+        si_lambda=dict(distill=1.0, supervised=1.0),
         parity_frames=4,  # test frames predicted by both the exported PyTorch model and the JAX one
         picture_sequences=5,  # comparison.png shows the first 5 test sequences: one of each scene family
         # The demo fails (after writing its results) unless every trained model (each <student>/distill and

@@ -130,37 +130,62 @@ def student_config(config: Any, dataset_dir: str, student: str, objective: str, 
     return _stage_config(config, dataset_dir, **changes)
 
 
-def build_dataset(config: Any, data_dir: str) -> str:
-    """Generate (once) the demo's synthetic world; returns the TFDS version directory."""
+def build_dataset(dataset: Any, data_dir: str, with_events: bool = True) -> str:
+    """Generate (once) a synthetic world (a config.demo.dataset-like block); returns the TFDS version directory.
+    `with_events` False renders RGB and depth only (the stand-in teacher's frame world)."""
     from tfds_builders import build
     from tfds_builders.synthetic_events.synthetic_events_dataset_builder import SyntheticConfig
 
-    d = config.demo.dataset.to_dict()
+    d = dataset.to_dict()
     name = d.pop("name")
-    synthetic = SyntheticConfig(name=name, event_format="tencode", description="the demo's synthetic world", **d)
+    synthetic = SyntheticConfig(name=name, event_format="tencode", description="a world of the demo",
+                                with_events=with_events, **d)
     builder = build("synthetic_events", synthetic, data_dir)
     return str(builder.data_path)
 
 
-def _teacher(config: Any, workdir: str, dataset_dir: str, stages: _Stages) -> tuple[str, dict]:
-    """(checkpoint, model config) of the teacher: the given weights, or a stand-in trained here on RGB."""
+def teacher_config(config: Any, dataset_dir: str) -> ml_collections.ConfigDict:
+    """The training config of the stand-in teacher: a frame model (config.teacher.model) supervised on the RGB
+    frames and ground truth of its own world, with the config.demo.teacher block's schedule and loss."""
+    t = config.demo.teacher
+    changes = {"loss.si_lambda": t.si_lambda, "loss.anchor_at_max": t.anchor_at_max, "train.num_steps": t.steps,
+               "optim.lr": t.lr, "optim.encoder_lr": t.lr, "optim.warmup_steps": t.warmup_steps,
+               "train.checkpoint_every": t.steps, "data.crop": tuple(t.crop)}
+    return _stage_config(config, dataset_dir, model=config.teacher.model.to_dict(), input="rgb",
+                         objective="supervised", checkpoint="", **changes)
+
+
+def train_teacher(config: Any, workdir: str) -> tuple[str, dict]:
+    """Build the teacher's frame world (config.demo.teacher.world: other seeds than the event world, so none of
+    the students' test scenes) and train the stand-in foundation model on it; returns (weights file, model
+    config). This is how the shipped config.demo.teacher.weights were made (scripts/demo_teacher.py)."""
+    from dae_jax.convert import save_flax_params
+
+    data_dir = os.path.join(workdir, "data")
+    dataset_dir = build_dataset(config.demo.teacher.world, data_dir, with_events=False)
+    params, model_config, _ = _train_stage(teacher_config(config, dataset_dir), os.path.join(workdir, "train"))
+    path = os.path.join(workdir, "teacher.msgpack")
+    save_flax_params(path, params, model_config)
+    return path, model_config
+
+
+def _teacher(config: Any, workdir: str, stages: _Stages) -> tuple[str, dict]:
+    """(checkpoint, model config) of the teacher: given weights (config.teacher.checkpoint, e.g. DAv2's), the shipped
+    stand-in (config.demo.teacher.weights), or, with that empty, the stand-in trained here on its own frame world."""
     if config.teacher.checkpoint:
         stages.begin("teacher", f"teacher: {config.teacher.checkpoint} (not trained here)")
         # The architecture comes from the weights; official semantics and the input size from the config.
         keep = ("official", "input_size_width", "input_size_height")
         return config.teacher.checkpoint, {k: config.teacher.model[k] for k in keep}
-    from dae_jax.convert import save_flax_params
-
-    stages.begin("teacher", "train the frame teacher (DAv2 architecture) on RGB frames + ground truth")
-    changes = {"loss.label_space": "disparity", "loss.disparity_loss": config.demo.teacher_loss,
-               "train.num_steps": config.demo.teacher_steps, "train.output_bias_init": config.demo.teacher_output_bias,
-               "optim.lr": config.demo.teacher_lr, "optim.encoder_lr": config.demo.teacher_lr}
-    c = _stage_config(config, dataset_dir, model=config.teacher.model.to_dict(), input="rgb", objective="supervised",
-                      checkpoint="", **changes)
-    params, model_config, _ = _train_stage(c, os.path.join(workdir, "teacher"))
-    path = os.path.join(workdir, "teacher", "teacher.msgpack")
-    save_flax_params(path, params, model_config)
-    return path, model_config
+    weights = config.demo.teacher.weights
+    if weights:
+        stages.begin("teacher", f"teacher: the stand-in's shipped weights {weights}")
+        if not os.path.isfile(weights):
+            raise FileNotFoundError(f"config.demo.teacher.weights: no such file {weights} (scripts/demo_teacher.py "
+                                    "writes it; --config.demo.teacher.weights='' trains the stand-in in the demo)")
+        return weights, config.teacher.model.to_dict()
+    stages.begin("teacher", "train the stand-in teacher (DAv2 architecture) on its own frame world")
+    return train_teacher(config, os.path.join(workdir, "teacher"))
 
 
 def _test_frames(config: Any, dataset_dir: str) -> InputConfig:
@@ -424,8 +449,9 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
         validate(student_config(config, "", student, objective, (config.teacher.checkpoint or "<teacher>", {})))
     stages = _Stages(total=4 + bool(config.demo.stored_labels) + len(runs))
     stages.begin("data", "build the synthetic event world (RGB, Tencode events, depth)")
-    dataset_dir = build_dataset(config, os.path.abspath(config.demo.data_dir or os.path.join(workdir, "data")))
-    teacher = _teacher(config, workdir, dataset_dir, stages)
+    dataset_dir = build_dataset(config.demo.dataset,
+                                os.path.abspath(config.demo.data_dir or os.path.join(workdir, "data")))
+    teacher = _teacher(config, workdir, stages)
     labels = ""
     if config.demo.stored_labels:
         from dae_jax.data.labels import weights_fingerprint
@@ -447,8 +473,13 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
     exports = _export_and_check(config, dataset_dir, workdir, trained)
     stages.end()
     given = config.teacher.checkpoint
-    table = results_table(results, f"given weights ({os.path.basename(given)})" if given else
-                          "RGB frames + ground truth, here")
+    if given:
+        source = f"given weights ({os.path.basename(given)})"
+    elif config.demo.teacher.weights:
+        source = "its own frame world (shipped weights, scripts/demo_teacher.py)"
+    else:
+        source = "its own frame world (RGB + ground truth), here"
+    table = results_table(results, source)
     picture = comparison_picture(results, dataset_dir, config, os.path.join(workdir, "comparison.png"))
     means = {k: {c[1]: r["mean"][c[1]] for c in TABLE_COLUMNS} for k, r in results.items()}
     failures = check_claims(means, margins) if margins.check else []

@@ -44,8 +44,8 @@ def main() -> None:
     students = [s for s in args.students.split(",") if s]
     stages = demo._Stages(total=3 + 2 * len(students))
     stages.begin("data", "the synthetic world")
-    dataset_dir = demo.build_dataset(config, os.path.join(workdir, "data"))
-    teacher = demo._teacher(config, workdir, dataset_dir, stages)
+    dataset_dir = demo.build_dataset(config.demo.dataset, os.path.join(workdir, "data"))
+    teacher = demo._teacher(config, workdir, stages)
     stages.begin("label", "stored labels")
     labels = label_dataset(*teacher, dataset_dir, [config.data.split],
                            os.path.join(workdir, "labels", weights_fingerprint(teacher[0])[:12]),

@@ -30,8 +30,12 @@ def _config(data_dir: str):
     c.eval.update(batch_size=4, pictures=2)
     # One student (DepthAnyEvent-R, the path with state) and one objective keep this to one teacher and one
     # student compilation; the other stages run the same code with other configs.
-    c.demo.update(data_dir=data_dir, teacher_steps=2, students=("recdav2",), objectives=("distill",),
+    c.demo.update(data_dir=data_dir, students=("recdav2",), objectives=("distill",),
                   recurrent_clip_length=2, recurrent_batch_size=8, parity_frames=3)
+    # The stand-in teacher is trained here (not the shipped weights) on a miniature frame world of its own.
+    c.demo.teacher.update(weights="", steps=2, warmup_steps=1, crop=(56, 70))
+    c.demo.teacher.world = dict(name="demo_test_teacher", num_train=2, num_test=0, frames_per_sequence=2, seed=1,
+                                height=64, width=80, workers=1)
     c.demo.dataset = dict(name="demo_test", num_train=1, num_test=2, frames_per_sequence=6, seed=0, height=64,
                           width=80, workers=1)
     c.demo.margins.check = False  # 2 training steps cannot pass the claims (test_failed_claims_fail_the_demo)
@@ -60,7 +64,8 @@ def test_demo_runs_every_stage_and_reports(demo_run):
     assert written["table"] == summary["table"] and written["claims"] == summary["claims"]
     table = open(os.path.join(workdir, "results.md")).read().splitlines()
     assert len(table) == 2 + 5 and "No input" in table[2] and "Teacher" in table[3]
-    assert "ground truth, here" in table[3] and "not trained on events" in table[4] and "distilled" in table[5]
+    assert "its own frame world (RGB + ground truth), here" in table[3]
+    assert "not trained on events" in table[4] and "distilled" in table[5]
     assert "events removed" in table[6]
     # Per test sequence a row RGB | events | ground truth | teacher, then one row per student; panels 64x80.
     assert Image.open(os.path.join(workdir, "comparison.png")).size == (4 * 80, 2 * (1 + 1) * 64)

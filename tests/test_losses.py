@@ -196,3 +196,29 @@ def test_log_inverse_depth_loss_matches_reference(maps):
     np.testing.assert_allclose(got, expected, rtol=1e-10)
     assert not np.allclose(got, per_image_loss({**cfg, "disparity_loss": "max_normalized"}, jnp.asarray(p),
                                                jnp.asarray(t), jnp.asarray(m)))
+
+
+def test_anchor_at_max_scores_the_prediction_as_the_protocol_does(maps):
+    """anchor_at_max: each image's prediction is shifted so its maximum (over every pixel, masked or not) is 1, then
+    the SI + multi-scale gradient loss of the reference applies; a constant added to a prediction changes nothing."""
+    from dae_jax.train.step import per_image_loss
+
+    p, t, m = maps
+    cfg = {"label_space": "logdepth", "si_lambda": 1.0, "gradient_weight": 0.5, "gradient_scales": 4,
+           "anchor_at_max": True}
+    tp, tt, tm = (torch.tensor(a) for a in (p, t, m))
+    expected = []
+    for i in range(p.shape[0]):
+        if not m[i].any():  # an empty mask gives 0 (the reference's SiLog would be NaN)
+            expected.append(0.0)
+            continue
+        anchored = (tp[i] - tp[i].max() + 1.0)[None]
+        expected.append((ref_silog(anchored, tt[i][None], tm[i][None], 1.0, logs=False)
+                         + 0.5 * ref_msg(anchored, tt[i][None], tm[i][None])).item())
+    got = per_image_loss(cfg, jnp.asarray(p), jnp.asarray(t), jnp.asarray(m))
+    np.testing.assert_allclose(got, expected, rtol=1e-9)
+    shifted = per_image_loss(cfg, jnp.asarray(p) + jnp.array([0.3, -2.0, 0.5])[:, None, None], jnp.asarray(t),
+                             jnp.asarray(m))
+    np.testing.assert_allclose(shifted, got, rtol=1e-6)
+    assert not np.allclose(got, per_image_loss({**cfg, "anchor_at_max": False}, jnp.asarray(p), jnp.asarray(t),
+                                               jnp.asarray(m)))

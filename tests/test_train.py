@@ -320,3 +320,15 @@ def test_metric_teacher_labels_keep_their_scale():
     np.testing.assert_allclose(metric, depth_to_logdepth(np.minimum(depth, 80.0), 80.0, 3.70378), rtol=1e-6)
     relative, _ = make_targets("distill", cfg, None, jnp.asarray(7.0 / depth))  # any scale: nearest point is 0
     np.testing.assert_allclose(relative, np.log(depth / 4.0) / 3.70378, rtol=1e-5, atol=1e-6)
+
+
+def test_logdepth_teacher_labels_are_its_output():
+    """teacher_scale 'logdepth' (the demo's stand-in predicts log depth itself): the label is the output, clipped to the
+    labels' [0, 1], and every pixel counts."""
+    from dae_jax.train.step import make_targets
+
+    out = np.array([[[-0.2, 0.0], [0.37, 1.3]]], np.float32)
+    cfg = {"label_space": "logdepth", "clip_distance": 80.0, "reg_factor": 3.70378, "teacher_scale": "logdepth"}
+    label, mask = make_targets("distill", cfg, None, jnp.asarray(out))
+    assert bool(mask.all())
+    np.testing.assert_array_equal(label, [[[0.0, 0.0], [0.37, 1.0]]])

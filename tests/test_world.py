@@ -125,3 +125,13 @@ def test_sequences_are_deterministic_with_moving_objects():
     for key in ("rgb", "depth"):
         np.testing.assert_array_equal(a[key], b[key])
     assert dataclasses.asdict(make_world(4, 2.0)) == dataclasses.asdict(make_world(4, 2.0))
+
+
+def test_frames_without_events_are_the_frames_of_the_event_run():
+    """with_events=False renders only at frame times: the same RGB, depth and timestamps as the full run, no events."""
+    full = generate_sequence(11, num_frames=3, family="clutter", **TINY)
+    frames = generate_sequence(11, num_frames=3, family="clutter", with_events=False, **TINY)
+    assert full["events"]["t"].size > 0 and frames["events"]["t"].size == 0
+    for key in ("rgb", "depth", "frame_timestamps_us", "intrinsics"):
+        np.testing.assert_array_equal(frames[key], full[key])
+    assert frames["events"]["x"].dtype == full["events"]["x"].dtype

@@ -10,7 +10,8 @@ Label spaces (config.loss.label_space):
              space of the reference's `use_logdepth` evaluation). Ground truth is converted with that formula;
              the teacher's relative inverse depth r is taken as proportional to 1/d, so l = log(r_max / r) / reg
              up to a per-image constant (r clamped to [r_max e^-reg, r_max]); a metric teacher's r is 1/d
-             (config.loss.teacher_scale 'metric'), so l is the ground truth's formula of d = 1/r. Loss: the
+             (config.loss.teacher_scale 'metric'), so l is the ground truth's formula of d = 1/r; a teacher that
+             predicts log depth itself ('logdepth': the demo's stand-in) gives l directly, clipped to [0, 1]. Loss: the
              scale-invariant loss on l (a constant offset in l is a depth scale) plus the multi-scale gradient loss.
   disparity  the student predicts affine-invariant inverse depth; ground truth is 1/d; the teacher's output is
              used as it is. Loss (config.loss.disparity_loss): 'ssi', the scale-and-shift-invariant (MiDaS) loss;
@@ -44,7 +45,7 @@ from dae_jax.train.state import TrainState
 
 LABEL_SPACES = ("logdepth", "disparity")
 DISPARITY_LOSSES = ("ssi", "max_normalized", "log")
-TEACHER_SCALES = ("relative", "metric")
+TEACHER_SCALES = ("relative", "metric", "logdepth")
 OBJECTIVES = ("distill", "supervised")
 
 
@@ -93,8 +94,11 @@ def make_targets(objective: str, loss_cfg: Mapping, depth: jnp.ndarray | None,
         return jnp.where(mask, 1.0 / jnp.where(mask, depth, 1.0), 0.0), mask
     mask = jnp.ones(teacher_disparity.shape, bool)
     if space == "logdepth":
-        if loss_cfg.get("teacher_scale", "relative") == "metric":
+        scale = loss_cfg.get("teacher_scale", "relative")
+        if scale == "metric":
             return depth_to_logdepth(1.0 / jnp.maximum(teacher_disparity, 1e-6), clip, reg), mask
+        if scale == "logdepth":
+            return jnp.clip(teacher_disparity, 0.0, 1.0), mask
         return disparity_to_logdepth(teacher_disparity, reg), mask
     return teacher_disparity, mask
 
@@ -128,6 +132,8 @@ def per_image_loss(loss_cfg: Mapping, prediction: jnp.ndarray, target: jnp.ndarr
 
     def one(p, t, m):
         p, t, m = p[None], t[None], m[None]
+        if loss_cfg.get("anchor_at_max", False):  # score what the protocol scores: l - max(l), far end at 1
+            p = p - jnp.max(p) + 1.0
         if fraction:  # Depth Anything V2's noisy-label treatment: the worst pixels leave the mask, then the loss
             m = losses.drop_largest(_pixel_residual(loss_cfg, p, t, m), m, fraction)
         if loss_cfg["label_space"] == "logdepth":

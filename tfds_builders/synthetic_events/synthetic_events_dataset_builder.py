@@ -32,6 +32,7 @@ class SyntheticConfig(EventBuilderConfig):
     workers: int | None = None  # generator processes (default: up to 2)
     families: tuple[str, ...] = FAMILIES  # sequence i of a split is of family families[i % len(families)]
     contrast_threshold: float = 0.2  # ESIM's log-intensity step per event (lower: denser events)
+    with_events: bool = True  # False: RGB and depth only, empty event windows (a frame model's training set)
 
 
 def _configs() -> list[SyntheticConfig]:
@@ -70,7 +71,7 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         c = self.builder_config
         sequences = generate_dataset(c.seed, {split: count}, c.frames_per_sequence, workers=c.workers,
                                      families=tuple(c.families), height=c.height, width=c.width,
-                                     contrast_threshold=c.contrast_threshold)
+                                     contrast_threshold=c.contrast_threshold, with_events=c.with_events)
         for _, name, seq in sequences:
             ev, stamps = seq["events"], seq["frame_timestamps_us"]
             starts, stops = window_indices(ev["t"], stamps)

@@ -68,10 +68,12 @@ def to_srgb8(linear: np.ndarray) -> np.ndarray:
 def generate_sequence(seed: int, num_frames: int = 20, frame_rate_hz: float = 20.0, height: int = 260,
                       width: int = 346, subframes_per_frame: int = 20, contrast_threshold: float = 0.2,
                       threshold_sigma: float = 0.03, noise_rate_hz: float = 0.0, warmup_us: float = 60_000.0,
-                      max_depth: float = 100.0, family: str | None = None) -> dict[str, Any]:
+                      max_depth: float = 100.0, family: str | None = None,
+                      with_events: bool = True) -> dict[str, Any]:
     """One sequence of a world of `family` (None: drawn from the seed): `events` (dict x, y, t, p),
     `frame_timestamps_us` (N,), `rgb` (N, H, W, 3) uint8, `depth` (N, H, W) float32 metres (0 = sky / beyond
-    max_depth), `intrinsics` [fx, fy, cx, cy] and `family`.
+    max_depth), `intrinsics` [fx, fy, cx, cy] and `family`. With `with_events` False only the frames are rendered
+    (no luminance between them, no ESIM; `events` is empty): a frame model's training set, many times faster.
     """
     world_seq, esim_seq = np.random.SeedSequence(seed).spawn(2)
     step_us = 1e6 / (frame_rate_hz * subframes_per_frame)
@@ -84,19 +86,21 @@ def generate_sequence(seed: int, num_frames: int = 20, frame_rate_hz: float = 20
     rgb = np.empty((num_frames, height, width, 3), np.uint8)
     depth = np.empty((num_frames, height, width), np.float32)
     simulator, chunks = None, []
-    for k in range(last + 1):
+    for k in range(last + 1) if with_events else range(first, last + 1, subframes_per_frame):
         frame, offset = divmod(k - first, subframes_per_frame)
         is_frame = k >= first and offset == 0
         t = k * step_us * 1e-6
         image, frame_depth = renderer.render(*trajectory.pose(t), rgb=is_frame, t=t)
+        if is_frame:
+            rgb[frame], depth[frame] = to_srgb8(image), frame_depth
+        if not with_events:
+            continue
         log = log_intensity(luminance(image) if is_frame else image)
         if simulator is None:
             simulator = EventSimulator(log, 0.0, contrast_threshold, threshold_sigma, noise_rate_hz,
                                        int(esim_seq.generate_state(1)[0]))
         else:
             chunks.append(simulator.step(log, k * step_us))
-        if is_frame:
-            rgb[frame], depth[frame] = to_srgb8(image), frame_depth
     frame_ts = np.rint((first + subframes_per_frame * np.arange(num_frames)) * step_us).astype(np.int64)
     return {
         "events": concatenate_events(chunks),
