@@ -43,6 +43,7 @@ TABLE_COLUMNS = (("Abs Rel ↓", "_abs_rel_diff", 3), ("Sq Rel ↓", "_squ_rel_d
                  ("RMSE log ↓", "_RMS_log", 3), ("δ<1.25 ↑", "_threshold_delta_1.25", 3),
                  ("δ<1.25² ↑", "_threshold_delta_1.25^2", 3), ("δ<1.25³ ↑", "_threshold_delta_1.25^3", 3))
 PARITY_LIMIT = 1e-4  # max |PyTorch - JAX| / max |JAX| accepted for the exported students
+TORCH_FILES = (".pth", ".pt", ".safetensors")  # a given teacher in one of these is read as released DAv2 weights
 
 
 class DemoClaimError(RuntimeError):
@@ -173,10 +174,14 @@ def _teacher(config: Any, workdir: str, stages: _Stages) -> tuple[str, dict]:
     """(checkpoint, model config) of the teacher: given weights (config.teacher.checkpoint, e.g. DAv2's), the shipped
     stand-in (config.demo.teacher.weights), or, with that empty, the stand-in trained here on its own frame world."""
     if config.teacher.checkpoint:
-        stages.begin("teacher", f"teacher: {config.teacher.checkpoint} (not trained here)")
-        # The architecture comes from the weights; official semantics and the input size from the config.
-        keep = ("official", "input_size_width", "input_size_height")
-        return config.teacher.checkpoint, {k: config.teacher.model[k] for k in keep}
+        path = config.teacher.checkpoint
+        stages.begin("teacher", f"teacher: {path} (not trained here)")
+        # The architecture comes from the weights (a dae_jax params file also carries its semantics); a PyTorch file
+        # is read as released DAv2 weights (official semantics); the input size comes from the config.
+        model = {k: config.teacher.model[k] for k in ("input_size_width", "input_size_height")}
+        if path.endswith(TORCH_FILES):
+            model["official"] = True
+        return path, model
     weights = config.demo.teacher.weights
     if weights:
         stages.begin("teacher", f"teacher: the stand-in's shipped weights {weights}")
@@ -443,6 +448,11 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
         raise ValueError(f"config.demo.margins.abs_rel_ratio must be in (0, 1]; got {margins.abs_rel_ratio}")
     if not 0 <= margins.delta1_gain < 1:
         raise ValueError(f"config.demo.margins.delta1_gain must be in [0, 1); got {margins.delta1_gain}")
+    given = config.teacher.checkpoint
+    if given.endswith(TORCH_FILES) and config.loss.teacher_scale == "logdepth":
+        raise ValueError(f"config.teacher.checkpoint {given} is read as DAv2 (relative inverse depth), but "
+                         "config.loss.teacher_scale is 'logdepth' (the demo's stand-in): pass "
+                         "--config.loss.teacher_scale=relative (or metric for a metric teacher)")
     workdir = os.path.abspath(workdir)
     runs = [(s, o) for o in config.demo.objectives for s in config.demo.students]
     for student, objective in runs:  # refuse bad values before minutes of data generation and training

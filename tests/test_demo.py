@@ -282,3 +282,13 @@ def test_the_controls_are_what_they_say(demo_run):
     got = summary["table"]["recdav2/distill_no_events"]
     for key in ("_abs_rel_diff", "_RMS_linear", "_threshold_delta_1.25"):
         assert got[key] == pytest.approx(expected[key], rel=1e-4)
+
+
+def test_a_given_dav2_teacher_needs_a_dav2_label_conversion(tmp_path):
+    """Released DAv2 weights (.pth) give relative inverse depth; the stand-in's teacher_scale 'logdepth' would read
+    it as log depth, so the demo refuses the pair before any work and names the flag to pass."""
+    c = _config(str(tmp_path / "data"))
+    c.teacher.checkpoint = str(tmp_path / "depth_anything_v2_vitl.pth")
+    with pytest.raises(ValueError, match=r"is read as DAv2 .* pass --config.loss.teacher_scale=relative"):
+        run_demo(c, str(tmp_path / "work"))
+    assert not os.path.exists(tmp_path / "data")
