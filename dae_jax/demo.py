@@ -2,8 +2,9 @@
 
 Stages, each in its own directory under the workdir so that an interrupted demo resumes where it stopped:
   1. data      the synthetic world as a TFDS dataset (RGB frames, Tencode event stacks, ground-truth depth)
-  2. teacher   a frame model of the DAv2 architecture trained on RGB + ground truth: the stand-in for the
-               foundation model (skipped when config.teacher.checkpoint names real weights)
+  2. teacher   the stand-in for the foundation model: a frame model of the DAv2 architecture, shipped
+               (config.demo.teacher.weights) or, with that empty, trained here on the RGB frames and ground truth
+               of a frame world of its own (train_teacher); or given weights (config.teacher.checkpoint)
   3. label     the teacher over the training split's RGB frames once, its proxy labels stored (dae_jax.label)
                (config.demo.stored_labels; False runs the teacher inside every distillation step instead)
   4-7. students  DepthAnyEvent (DAv2) and DepthAnyEvent-R, distilled from the teacher's proxy labels on the
@@ -482,7 +483,6 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
     stages.begin("export", "export the distilled students to PyTorch and check them in the reference")
     exports = _export_and_check(config, dataset_dir, workdir, trained)
     stages.end()
-    given = config.teacher.checkpoint
     if given:
         source = f"given weights ({os.path.basename(given)})"
     elif config.demo.teacher.weights:

@@ -120,6 +120,10 @@ def test_bad_config_values_are_refused(dataset):
     with pytest.raises(ValueError, match=r"config.teacher.checkpoint .* or config.teacher.labels .* is required"):
         validate(c)
     c = tiny_config(dataset)
+    c.loss.update(label_space="disparity", anchor_at_max=True)
+    with pytest.raises(ValueError, match="config.loss.anchor_at_max anchors log depth: it needs"):
+        validate(c)
+    c = tiny_config(dataset)
     c.optim.schedule = "linear"
     with pytest.raises(ValueError, match="config.optim.schedule must be one of"):
         train(c, "/tmp/unused_workdir_for_bad_schedule")
@@ -331,4 +335,4 @@ def test_logdepth_teacher_labels_are_its_output():
     cfg = {"label_space": "logdepth", "clip_distance": 80.0, "reg_factor": 3.70378, "teacher_scale": "logdepth"}
     label, mask = make_targets("distill", cfg, None, jnp.asarray(out))
     assert bool(mask.all())
-    np.testing.assert_array_equal(label, [[[0.0, 0.0], [0.37, 1.0]]])
+    np.testing.assert_array_equal(label, np.array([[[0.0, 0.0], [0.37, 1.0]]], np.float32))

@@ -50,6 +50,9 @@ def validate(config: Any) -> None:
          f"config.loss.label_space must be one of {LABEL_SPACES}, got {config.loss.label_space!r}"),
         (config.loss.teacher_scale in TEACHER_SCALES,
          f"config.loss.teacher_scale must be one of {TEACHER_SCALES}, got {config.loss.teacher_scale!r}"),
+        (not config.loss.get("anchor_at_max", False) or config.loss.label_space == "logdepth",
+         "config.loss.anchor_at_max anchors log depth: it needs config.loss.label_space 'logdepth', got "
+         f"{config.loss.label_space!r}"),
         (config.train.dtype in DTYPES,
          f"config.train.dtype must be one of {sorted(DTYPES)}, got {config.train.dtype!r}"),
         (config.train.num_steps > 0, f"config.train.num_steps must be > 0, got {config.train.num_steps}"),
