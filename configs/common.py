@@ -50,7 +50,8 @@ def get_config() -> ml_collections.ConfigDict:
         # normalisation does before it scores (with si_lambda > 0 the level then counts).
         anchor_at_max=False,
         # The teacher's output: 'relative' inverse depth (DAv2; the labels' log depth is anchored at each image's
-        # nearest point) or 'metric' inverse depth in 1/m (a metric teacher, e.g. the demo's stand-in): kept.
+        # nearest point), 'metric' inverse depth in 1/m (a metric teacher): kept, or 'logdepth' (a teacher that
+        # predicts the normalised log depth itself, the demo's stand-in): the label as it is.
         teacher_scale="relative",
     ))
     c.optim = ml_collections.ConfigDict(dict(

@@ -60,7 +60,7 @@ def get_config():
                      height=130, width=173),
         teacher=dict(
             # The stand-in teacher's weights, shipped with the package as DAv2's are downloaded; "" trains it in
-            # the demo's teacher stage (about 15 minutes here), as scripts/demo_teacher.py made the shipped file.
+            # the demo's teacher stage (19 minutes here), as scripts/demo_teacher.py made the shipped file.
             weights=os.path.join(ASSETS, "demo_teacher.msgpack"),
             # Its own world: RGB + depth only, 800 scenes x 3 frames, other seeds than the event world's, so it has
             # seen none of the students' test scenes (a foundation model is trained on other data).
