@@ -10,7 +10,8 @@ train   trains (distillation, supervised or fine-tuning, as the config says); re
 eval    evaluates `config.checkpoint` (or this workdir's training run) with the paper's protocol -> <workdir>/eval.
 export  writes the weights of `config.checkpoint` (or of this workdir's training run) as an official-layout
         PyTorch checkpoint.
-predict runs the model on a folder of inputs and writes depth maps and pictures to <workdir>/predictions.
+predict runs the model on a recording (AEDAT4, EVT 2.0/3.0 .raw, HDF5, NPZ: depth maps, pictures and a video)
+        or on a folder of inputs, writing to <workdir>/predictions.
 
 On a multi-host platform (a TPU pod, or --coordinator_address for local processes) it first calls
 jax.distributed.initialize(); only process 0 writes logs, summaries and the resolved config.
@@ -118,15 +119,23 @@ def main(argv: list[str]) -> None:
         export_torch_checkpoint(path, params, model_config, trainer=trainer, plain=config.export.plain)
         logging.info("wrote %s", path)
     elif FLAGS.mode == "predict":
-        from dae_jax.predict import predict_files
+        from dae_jax.predict import is_recording, predict_files, predict_recording, window_spec
 
-        if not config.predict.input:
-            raise app.UsageError("--config.predict.input is required for --mode=predict")
+        p = config.predict
+        if not p.input:
+            raise app.UsageError("--config.predict.input is required for --mode=predict (a recording or a folder)")
         params, model_config = _params(config, workdir)
-        out = predict_files(params, model_config, config.predict.input, os.path.join(workdir, "predictions"),
-                            config.predict.near_m, config.predict.far_m)
-        logging.info("wrote %d pictures to %s", len(out), os.path.dirname(out[0]))
-
+        output = os.path.join(workdir, "predictions")
+        if is_recording(p.input):
+            flags = {k: config.export[k] for k in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")}
+            spec = window_spec(p.window, p.duration_ms, p.stride_ms, p.count)
+            result = predict_recording(params, model_config, p.input, output, spec, flags, p.batch_size,
+                                       [v for v in p.video.split(",") if v], p.sensor_size, p.near_m, p.far_m)
+            logging.info("wrote %d depth maps to %s (%.1f windows/s, real-time factor %.2fx)", result["windows"],
+                         output, result["windows_per_s"], result["real_time_factor"])
+        else:
+            out = predict_files(params, model_config, p.input, output, p.near_m, p.far_m)
+            logging.info("wrote %d pictures to %s", len(out), output)
 
 if __name__ == "__main__":
     app.run(main)

@@ -76,6 +76,12 @@ def get_config() -> ml_collections.ConfigDict:
     c.export = ml_collections.ConfigDict(dict(
         path="", plain=False, use_logdepth=True, use_scaleshift=False, reg_factor=3.70378, clip_distance=80.0,
     ))
-    # --mode=predict: a folder of .npy (H, W, C) or .png inputs; pictures go to <workdir>/predictions.
-    c.predict = ml_collections.ConfigDict(dict(input="", near_m=2.0, far_m=80.0))
+    # --mode=predict: a recording (.aedat4, .raw, .h5, .npz) or a folder of .npy (H, W, C) / .png inputs; outputs
+    # go to <workdir>/predictions. A recording is cut into windows (dae_jax.recordings.windows): 'duration'
+    # (duration_ms long, one every stride_ms; 0: back to back), 'count' (count events each) or 'frames' (the
+    # duration_ms before each of its frames); depth of a log-depth model in metres by config.export's flags.
+    c.predict = ml_collections.ConfigDict(dict(
+        input="", near_m=2.0, far_m=80.0, window="duration", duration_ms=50.0, stride_ms=0.0, count=0,
+        batch_size=8, video="mp4", sensor_size=ml_collections.config_dict.placeholder(tuple),
+    ))
     return c

@@ -7,7 +7,7 @@ import os
 
 import tensorflow_datasets as tfds
 
-DATASETS = ("synthetic_events", "mvsec", "dsec", "eventscape")
+DATASETS = ("synthetic_events", "mvsec", "dsec", "eventscape", "event_recordings")
 
 
 def builder_class(name: str) -> type[tfds.core.GeneratorBasedBuilder]:
