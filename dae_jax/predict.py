@@ -17,6 +17,7 @@ import glob
 import os
 import sys
 import time
+import warnings
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -83,12 +84,15 @@ class _Outputs:
 
     def _frame(self, frame: np.ndarray) -> None:
         if "mp4" in self.video:
-            if self._mp4 is None:
-                import imageio.v2 as imageio
+            with warnings.catch_warnings():
+                # ffmpeg starts by fork + exec, with no Python in the child: JAX's fork warning does not apply
+                warnings.filterwarnings("ignore", "os.fork", RuntimeWarning)
+                if self._mp4 is None:
+                    import imageio.v2 as imageio
 
-                self._mp4 = imageio.get_writer(os.path.join(self.dir, "video.mp4"), fps=self.fps, codec="libx264",
-                                               macro_block_size=2, ffmpeg_log_level="error")
-            self._mp4.append_data(frame)
+                    self._mp4 = imageio.get_writer(os.path.join(self.dir, "video.mp4"), fps=self.fps,
+                                                   codec="libx264", macro_block_size=2, ffmpeg_log_level="error")
+                self._mp4.append_data(frame)
         if "gif" in self.video:
             self._gif.append(Image.fromarray(frame))
 

@@ -65,6 +65,7 @@ class Recording:
     height: int
     width: int
     frame_timestamps: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.int64))
+    images: list[Path] = dataclasses.field(default_factory=list)  # frames from a folder (`frame_folder`), if any
 
     def event_chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Events]:
         """The events in time order, in chunks of at most chunk_size (validated: sorted, inside the sensor)."""
@@ -72,7 +73,15 @@ class Recording:
 
     def frames(self) -> Iterator[tuple[int, np.ndarray]]:
         """(timestamp µs, uint8 (H, W, 3) RGB; grayscale replicated) for every frame, in time order."""
-        return iter(())
+        from PIL import Image
+
+        for stamp, image_path in zip(self.frame_timestamps.tolist(), self.images, strict=True):
+            with Image.open(image_path) as image:
+                if image.mode in ("I;16", "I;16B", "I"):  # 16-bit grayscale: its top 8 bits
+                    pixels = (np.asarray(image).astype(np.uint32) >> 8).astype(np.uint8)
+                    yield stamp, np.repeat(pixels[..., None], 3, axis=-1)
+                else:
+                    yield stamp, np.asarray(image.convert("RGB"))
 
     def read_events(self) -> Events:
         """Every event of the recording at once (for files that fit in memory)."""
@@ -95,14 +104,13 @@ def check_events(events: Events, path: Path | str, first_index: int, last_t: int
     if last_t is not None and t[0] < last_t:
         raise RecordingError(f"{path}: {where(0)} at t={int(t[0])} µs is earlier than the event before it "
                              f"(t={int(last_t)} µs); events must be in time order")
-    back = np.flatnonzero(t[1:] < t[:-1])
-    if back.size:
-        i = int(back[0]) + 1
+    back = t[1:] < t[:-1]
+    if back.any():
+        i = int(np.argmax(back)) + 1
         raise RecordingError(f"{path}: {where(i)} at t={int(t[i])} µs is earlier than the event before "
                              f"it (t={int(t[i - 1])} µs); events must be in time order")
-    outside = np.flatnonzero((events.x >= width) | (events.y >= height))
-    if outside.size:
-        i = int(outside[0])
+    if events.x.max() >= width or events.y.max() >= height:  # reductions first: the common case allocates nothing
+        i = int(np.argmax((events.x >= width) | (events.y >= height)))
         raise RecordingError(f"{path}: {where(i)} at (x={int(events.x[i])}, y={int(events.y[i])}) is "
                              f"outside the {width}x{height} sensor")
 
@@ -154,11 +162,46 @@ def sensor_geometry(path: Path | str, found: tuple[int, int] | None, sensor_size
     return int(sensor_size[0]), int(sensor_size[1])
 
 
-def open_recording(path: str | Path, sensor_size: tuple[int, int] | None = None) -> Recording:
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg")
+
+
+def frame_folder(folder: Path) -> tuple[list[Path], np.ndarray]:
+    """The images of a frames folder in name order and their timestamps from its timestamps.txt (one µs a line)."""
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    table = folder / "timestamps.txt"
+    if not table.is_file():
+        raise RecordingError(f"{table}: missing; a frames folder needs one timestamp (µs) per image")
+    stamps = []
+    for number, line in enumerate(table.read_text().splitlines(), 1):
+        if line.strip():
+            try:
+                stamps.append(int(line))
+            except ValueError:
+                raise RecordingError(f"{table}: line {number} {line!r} is not an integer µs timestamp") from None
+    stamps = np.array(stamps, np.int64)
+    if len(stamps) != len(images):
+        raise RecordingError(f"{table}: {len(stamps)} timestamps for {len(images)} images in {folder}")
+    back = np.flatnonzero(stamps[1:] < stamps[:-1])
+    if back.size:
+        i = int(back[0]) + 1
+        raise RecordingError(f"{table}: timestamp {i + 1} ({stamps[i]} µs, of {images[i].name}) is earlier than the "
+                             f"one before it ({stamps[i - 1]} µs); frames must be in time order")
+    return images, stamps
+
+
+def frames_beside(path: Path) -> Path:
+    """Where a recording's frames folder is looked for by default: `<file path without its suffix>_frames/`."""
+    return path.with_name(path.stem + "_frames")
+
+
+def open_recording(path: str | Path, sensor_size: tuple[int, int] | None = None,
+                   frames_dir: str | Path | None = None) -> Recording:
     """Open a recording by its extension: .aedat4, .raw (EVT 2.0 / 3.0), .h5/.hdf5, .npz.
 
-    `sensor_size` (height, width) overrides or supplies the geometry (needed for EVT files whose header names no
-    geometry and no known sensor, and for plain files without width/height attributes).
+    `sensor_size` (height, width) supplies the geometry where the file states none (EVT headers that name no
+    geometry and no known sensor, plain files without width/height); one that contradicts the file is an error.
+    Frames: the format's own (AEDAT4), else the images of `frames_dir` or, by default, of `frames_beside(path)`
+    when that folder exists (a Prophesee camera records no frames; an RGB camera beside it does).
     """
     path = Path(path)
     if not path.is_file():
@@ -167,16 +210,23 @@ def open_recording(path: str | Path, sensor_size: tuple[int, int] | None = None)
     if suffix == ".aedat4":
         from dae_jax.recordings import aedat4
 
-        return aedat4.open_aedat4(path, sensor_size)
-    if suffix == ".raw":
+        recording = aedat4.open_aedat4(path, sensor_size)
+    elif suffix == ".raw":
         from dae_jax.recordings import evt
 
-        return evt.open_raw(path, sensor_size)
-    if suffix in (".h5", ".hdf5", ".npz"):
+        recording = evt.open_raw(path, sensor_size)
+    elif suffix in (".h5", ".hdf5", ".npz"):
         from dae_jax.recordings import plain
 
-        return plain.open_plain(path, sensor_size)
-    raise RecordingError(f"{path}: unknown recording format {suffix!r}; expected one of {', '.join(EXTENSIONS)}")
+        recording = plain.open_plain(path, sensor_size, frames_dir)
+    else:
+        raise RecordingError(f"{path}: unknown recording format {suffix!r}; expected one of {', '.join(EXTENSIONS)}")
+    folder = Path(frames_dir) if frames_dir is not None else frames_beside(path)
+    if frames_dir is not None and not folder.is_dir():
+        raise RecordingError(f"{folder}: no such frames folder")
+    if recording.frame_timestamps.size == 0 and folder.is_dir():
+        recording.images, recording.frame_timestamps = frame_folder(folder)
+    return recording
 
 
 EXTENSIONS = (".aedat4", ".raw", ".h5", ".hdf5", ".npz")

@@ -41,10 +41,10 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         RecordingsConfig(name="tencode", event_format="tencode", description="the window as a (3, H, W) Tencode"),
     ]
     MANUAL_DOWNLOAD_INSTRUCTIONS = """
-    Put your recordings (.aedat4 from iniVation cameras with the frame stream, .raw from Prophesee cameras with
-    frames beside them as for HDF5, .h5/.npz arrays of x, y, t, p with a <name>_frames/ folder of images and
-    timestamps.txt) directly in one folder, optionally with test.txt naming the test recordings, and pass it as
-    --manual_dir.
+    Put your recordings directly in one folder and pass it as --manual_dir: .aedat4 (iniVation, with its frame
+    stream), .raw (Prophesee EVT 2.0 / 3.0) or .h5 / .npz arrays of x, y, t, p. Recordings without frames of their
+    own take them from a folder beside them, <name>_frames/ with the images and timestamps.txt (one µs per line).
+    Optionally add test.txt naming the test recordings, one per line.
     """
 
     def _info(self) -> tfds.core.DatasetInfo:
