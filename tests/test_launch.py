@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import jax
 import numpy as np
@@ -56,6 +57,49 @@ def test_export_and_predict(tmp_path, model_type):
         assert depth.shape == (50, 64) and np.isfinite(depth).all()
         assert np.asarray(Image.open(os.path.join(work, "predictions", f"frame_{i:03d}.png"))).shape == (50, 64, 3)
     assert os.path.isfile(os.path.join(work, "config_predict.json"))
+
+
+def run_launch_in_process(tmp_path, mode: str, settings: str) -> str:
+    """launch.py's main in this process, for modes where a process adds nothing; returns the workdir. The config
+    is configs/common.py with `settings` (Python lines on `c`) applied, written as a config file of its own:
+    ml_collections defines the --config.x overrides from sys.argv when launch is imported, so they can't be used."""
+    from absl import flags
+
+    import launch
+
+    path = tmp_path / "config_for_test.py"
+    lines = "".join(f"    {line}\n" for line in settings.strip().splitlines())
+    path.write_text(f"from configs import common\n\n\ndef get_config():\n    c = common.get_config()\n{lines}"
+                    "    return c\n")
+    work = str(tmp_path / "work")
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["launch.py", f"--config={path}", f"--workdir={work}", f"--mode={mode}"])
+    launch.main([])
+    return work
+
+
+def test_predict_mode_on_a_recording(tmp_path):
+    """--mode=predict given a recording file: windows, depth maps, a video (DepthAnyEvent-R carries its state)."""
+    config = {"model_type": "RecDAv2", "encoder": "tiny", "input_size_width": 84, "input_size_height": 70,
+              "activation": "sigmoid", "inv_prediction": True}
+    model = model_from_config(config)
+    params = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 1, 70, 84, 3), np.float32))["params"]
+    save_flax_params(str(tmp_path / "params.msgpack"), params, config)
+    rng = np.random.default_rng(0)
+    t = np.sort(rng.integers(0, 300_000, 5000))
+    np.savez(tmp_path / "rec.npz", x=rng.integers(0, 64, t.size), y=rng.integers(0, 50, t.size), t=t,
+             p=rng.integers(0, 2, t.size), width=64, height=50)
+    work = Path(run_launch_in_process(tmp_path, "predict", f"""
+c.model.update({config})
+c.checkpoint = "{tmp_path / 'params.msgpack'}"
+c.predict.update(input="{tmp_path / 'rec.npz'}", duration_ms=30, stride_ms=60, video="gif")
+"""))
+    stamps = np.loadtxt(work / "predictions" / "timestamps.txt", dtype=np.int64, ndmin=2)
+    assert stamps[:, 1].tolist() == [int(t[0]) + 30_000 + 60_000 * k for k in range(5)]
+    depth = np.load(work / "predictions" / "depth" / "000004.npy")
+    assert depth.shape == (50, 64) and np.isfinite(depth).all() and depth.max() == pytest.approx(80.0)
+    with Image.open(work / "predictions" / "video.gif") as gif:
+        assert gif.n_frames == 5
 
 
 def test_usage_errors(tmp_path):

@@ -8,13 +8,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from dae_jax.convert import save_flax_params
 from dae_jax.events import tencode
 from dae_jax.models import model_from_config
+from dae_jax.predict import main as predict_main
 from dae_jax.predict import predict_recording
 from dae_jax.predictor import Predictor
 from dae_jax.recordings import Events, open_recording
 from dae_jax.recordings.windows import WindowSpec
 from dae_jax.stream import DepthStream
+from tests import fixtures_recordings as fx
 
 # imageio reads the MP4 back through an ffmpeg subprocess (fork + exec, no Python in the child)
 pytestmark = pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")
@@ -119,3 +122,35 @@ def test_bad_inputs(tmp_path, recording):
     with pytest.raises(ValueError, match="expected frames of shape"):
         Predictor(params, config)(np.zeros((2, 10, 10, 1), np.float32))
     assert len(Events.empty()) == 0
+
+
+FORMATS = {
+    "aedat4": lambda path, ev: fx.write_aedat4(path, HEIGHT, WIDTH, ev),
+    "evt2.raw": lambda path, ev: fx.write_raw(path, fx.raw_header([f"format EVT2;height={HEIGHT};width={WIDTH}"],
+                                                                   True), fx.encode_evt2(ev)),
+    "evt3.raw": lambda path, ev: fx.write_raw(path, fx.raw_header(["evt 3.0", f"geometry {WIDTH}x{HEIGHT}"], False),
+                                              fx.encode_evt3(ev)),
+    "h5": lambda path, ev: fx.write_h5(path, ev, dsec=True, t_offset=1_000, attrs={"height": HEIGHT,
+                                                                                    "width": WIDTH}),
+}
+
+
+def test_every_format_gives_the_same_depth_video(tmp_path):
+    """The same events written in each format predict the same depth maps through `python -m dae_jax.predict`."""
+    params, config = _model("DAv2")
+    weights = str(tmp_path / "student.msgpack")
+    save_flax_params(weights, params, config)
+    events = fx.random_events(12_000, HEIGHT, WIDTH, seed=4, t0=2_000, max_step=40)
+    results = {}
+    for name, write in FORMATS.items():
+        path = tmp_path / f"rec_{name.split('.')[0]}.{name.split('.')[-1]}"
+        write(path, events)
+        out = tmp_path / f"out_{name}"
+        assert predict_main([f"--weights={weights}", f"--input={path}", f"--output={out}", "--batch_size=4"]) == 0
+        stamps, depths = _saved(out)
+        assert imageio.get_reader(str(out / "video.mp4")).count_frames() == len(stamps) >= 4
+        results[name] = (stamps, np.stack(depths))
+    first_stamps, first_depths = results["aedat4"]
+    for name, (stamps, depths) in results.items():
+        np.testing.assert_array_equal(stamps, first_stamps, err_msg=name)
+        np.testing.assert_array_equal(depths, first_depths, err_msg=name)
