@@ -120,6 +120,7 @@ def main(argv: list[str]) -> None:
         logging.info("wrote %s", path)
     elif FLAGS.mode == "predict":
         from dae_jax.predict import is_recording, predict_files, predict_recording, window_spec
+        from dae_jax.predictor import Predictor
 
         p = config.predict
         if not p.input:
@@ -129,7 +130,7 @@ def main(argv: list[str]) -> None:
         if is_recording(p.input):
             flags = {k: config.export[k] for k in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")}
             spec = window_spec(p.window, p.duration_ms, p.stride_ms, p.count)
-            result = predict_recording(params, model_config, p.input, output, spec, flags, p.batch_size,
+            result = predict_recording(Predictor(params, model_config), p.input, output, spec, flags, p.batch_size,
                                        [v for v in p.video.split(",") if v], p.sensor_size, p.near_m, p.far_m)
             logging.info("wrote %d depth maps to %s (%.1f windows/s, real-time factor %.2fx)", result["windows"],
                          output, result["windows_per_s"], result["real_time_factor"])

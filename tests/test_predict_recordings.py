@@ -58,7 +58,8 @@ def _saved(out_dir):
 def test_stream_in_random_chunks_matches_file_prediction(tmp_path, recording, model_type, capsys):
     params, config = _model(model_type)
     spec = WindowSpec(duration_us=50_000, stride_us=40_000)
-    result = predict_recording(params, config, str(recording), str(tmp_path / "b1"), spec, batch_size=1,
+    predictor = Predictor(params, config)
+    result = predict_recording(predictor, str(recording), str(tmp_path / "b1"), spec, batch_size=1,
                                video=("mp4", "gif"))
     stamps, depths = _saved(tmp_path / "b1")
     t = np.load(recording)["t"]  # windows end at t0 + 50 ms + k * 40 ms while complete (end <= last event + 1)
@@ -69,7 +70,7 @@ def test_stream_in_random_chunks_matches_file_prediction(tmp_path, recording, mo
     assert "windows/s" in err and "real-time factor" in err
 
     events = open_recording(recording).read_events()
-    stream = DepthStream(Predictor(params, config), HEIGHT, WIDTH, spec)
+    stream = DepthStream(predictor, HEIGHT, WIDTH, spec)
     rng = np.random.default_rng(3)
     cuts = np.sort(rng.integers(0, len(events), 60))
     bounds = [0, *cuts.tolist(), len(events)]
@@ -82,7 +83,7 @@ def test_stream_in_random_chunks_matches_file_prediction(tmp_path, recording, mo
         np.testing.assert_array_equal(frame.encoding, np.moveaxis(tencode(e.x, e.y, e.p, e.t, HEIGHT, WIDTH), 0, -1))
 
     # Batched prediction gives the same maps up to float rounding of other batch shapes.
-    predict_recording(params, config, str(recording), str(tmp_path / "b4"), spec, batch_size=4, video=())
+    predict_recording(predictor, str(recording), str(tmp_path / "b4"), spec, batch_size=4, video=())
     stamps4, depths4 = _saved(tmp_path / "b4")
     assert stamps4.tolist() == stamps.tolist()
     np.testing.assert_allclose(np.stack(depths4), np.stack(depths), rtol=1e-5, atol=1e-6)
@@ -102,8 +103,9 @@ def test_count_windows_and_log_depth_in_metres(tmp_path, recording):
     params, config = _model("DAv2")
     spec = WindowSpec(mode="count", count=4000)
     flags = {"use_logdepth": True, "reg_factor": 3.70378, "clip_distance": 80.0}
-    predict_recording(params, config, str(recording), str(tmp_path / "m"), spec, flags, batch_size=2, video=())
-    predict_recording(params, config, str(recording), str(tmp_path / "raw"), spec, {}, batch_size=2, video=())
+    predictor = Predictor(params, config)
+    predict_recording(predictor, str(recording), str(tmp_path / "m"), spec, flags, batch_size=2, video=())
+    predict_recording(predictor, str(recording), str(tmp_path / "raw"), spec, {}, batch_size=2, video=())
     stamps, metres = _saved(tmp_path / "m")
     _, raw = _saved(tmp_path / "raw")
     t = np.load(recording)["t"]
@@ -116,9 +118,9 @@ def test_count_windows_and_log_depth_in_metres(tmp_path, recording):
 def test_bad_inputs(tmp_path, recording):
     params, config = _model("DAv2")
     with pytest.raises(ValueError, match="video formats must be among"):
-        predict_recording(params, config, str(recording), str(tmp_path / "v"), video=("avi",))
+        predict_recording(Predictor(params, config), str(recording), str(tmp_path / "v"), video=("avi",))
     with pytest.raises(ValueError, match="frame timestamps"):
-        predict_recording(params, config, str(recording), str(tmp_path / "f"), WindowSpec(mode="frames"))
+        predict_recording(Predictor(params, config), str(recording), str(tmp_path / "f"), WindowSpec(mode="frames"))
     with pytest.raises(ValueError, match="expected frames of shape"):
         Predictor(params, config)(np.zeros((2, 10, 10, 1), np.float32))
     assert len(Events.empty()) == 0
