@@ -17,19 +17,20 @@ _ANCHORS = np.array(
 
 def _ramp(u: np.ndarray) -> np.ndarray:
     """Values in [0, 1] -> uint8 RGB along the anchor colours."""
-    pos = np.clip(u, 0.0, 1.0) * (len(_ANCHORS) - 1)
-    lo = np.minimum(np.floor(pos).astype(int), len(_ANCHORS) - 2)
-    frac = (pos - lo)[..., None]
-    return (_ANCHORS[lo] * (1 - frac) + _ANCHORS[lo + 1] * frac).round().astype(np.uint8)
+    pos = np.clip(np.asarray(u, np.float64), 0.0, 1.0) * (len(_ANCHORS) - 1)
+    knots = np.arange(len(_ANCHORS), dtype=np.float64)  # piecewise linear between anchors; interp is one C pass
+    return np.stack([np.interp(pos, knots, _ANCHORS[:, c]) for c in range(3)], -1).round().astype(np.uint8)
 
 
 def colorize_depth(depth: np.ndarray, near_m: float = 2.0, far_m: float = 80.0) -> np.ndarray:
     """(H, W) metric depth -> (H, W, 3) uint8, inverse depth mapped linearly from 1/far_m to 1/near_m."""
     depth = np.asarray(depth, np.float64)
     valid = np.isfinite(depth) & (depth > 0)
-    inv = np.where(valid, 1.0 / np.where(valid, depth, 1.0), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        inv = np.where(valid, 1.0 / depth, 0.0)
     rgb = _ramp((inv - 1.0 / far_m) / (1.0 / near_m - 1.0 / far_m))
-    return np.where(valid[..., None], rgb, 0).astype(np.uint8)
+    rgb[~valid] = 0
+    return rgb
 
 
 def colorize_relative(values: np.ndarray) -> np.ndarray:
