@@ -11,6 +11,7 @@ from dae_jax.events import (
     histogram_from_voxels,
     nearest_index,
     normalize_timestamps,
+    representations,
     tencode,
     tencode_from_voxels,
     voxel_grid,
@@ -156,6 +157,162 @@ def test_bad_polarity_raises(bad):
         tencode(np.zeros(n), np.zeros(n), np.array(bad), np.arange(n), H, W)
     with pytest.raises(ValueError, match="polarity"):
         histogram(np.zeros(n), np.zeros(n), np.array(bad), H, W)
+
+
+def tencode_reference(x, y, p, t, height, width, normalize=True, white_frame=False):
+    """Per-event Python loop with Tencode's arithmetic spelled out, the expected value for bit-exact checks.
+
+    t_norm in float64 from the first and last timestamps (as Python floats), G = 255 (1 - t_norm) rounded once to
+    float32, the bounds tested on the exact coordinates, the later event written over the earlier one.
+    """
+    out = np.full((3, height, width), 255.0 if white_frame else 0.0, dtype=np.float32)
+    if len(x) == 0:
+        return out
+    values = set(p.tolist())
+    if not (values <= {0, 1} or values <= {-1, 1}):
+        raise ValueError("polarity")
+    first, last = float(t[0]), float(t[-1])
+    for xi, yi, pi, ti in zip(x.tolist(), y.tolist(), p.tolist(), t.tolist(), strict=True):
+        if 0 <= xi < width and 0 <= yi < height:
+            t_norm = (float(ti) - first) / (last - first) if last != first else 0.0
+            green = np.float32(255.0 * (1.0 - t_norm))
+            out[:, int(yi), int(xi)] = [255.0, green, 0.0] if pi == 1 else [0.0, green, 255.0]
+    return out / np.float32(255.0) if normalize else out
+
+
+def assert_same_bits(actual, expected):
+    assert actual.shape == expected.shape and actual.dtype == expected.dtype == np.float32
+    np.testing.assert_array_equal(actual.view(np.uint32), expected.view(np.uint32))
+
+
+T_US = 1_600_000_000_000_000  # an absolute time in microseconds (2020), far beyond float32 precision
+
+
+def typed_events(n: int, seed: int, coordinates: str, polarity: str, times: str):
+    """Events on a few pixel sites (so pixels repeat), some outside the image, in the dtypes named.
+
+    coordinates: float32 / float64 (sub-pixel, including -0.5, which truncates to 0 but is outside), int64 (with
+    negatives) or uint16 (with values >= W and >= H); polarity: '01' (uint8) or 'pm' (int8 -1/+1); times: float32 in
+    [0, 1], int64 microseconds near T_US ('us' sorted, 'shuffled' not), or int64 beyond 2**53 (not exact in float64).
+    """
+    rng = np.random.default_rng(seed)
+    if coordinates in ("float32", "float64"):
+        x, y, _, _ = random_events(n, seed)
+        x, y = x.astype(coordinates), y.astype(coordinates)
+    else:
+        low = -2 if coordinates == "int64" else 0
+        sites = np.stack([rng.integers(low, W + 3, 40), rng.integers(low, H + 3, 40)], axis=1)
+        sites[:2] = [[W, 0], [0, H]]
+        pick = rng.integers(0, 40, n)
+        x, y = sites[pick, 0].astype(coordinates), sites[pick, 1].astype(coordinates)
+    p = rng.integers(0, 2, n).astype(np.uint8)
+    if polarity == "pm":
+        p = (2 * p.astype(np.int8) - 1).astype(np.int8)
+    if times == "float32":
+        t = np.sort(rng.uniform(0.0, 1.0, n)).astype(np.float32)
+    elif times == "shuffled":
+        t = rng.integers(0, 50_000, n) + T_US
+    else:
+        t = np.sort(rng.integers(0, 50_000, n)) + (T_US if times == "us" else 2**62)
+    return x, y, p, t
+
+
+@pytest.mark.parametrize("n", [1, 2, 700, 5000])
+@pytest.mark.parametrize(
+    "coordinates,polarity,times",
+    [("float32", "01", "float32"), ("float64", "pm", "us"), ("uint16", "01", "us"), ("int64", "pm", "beyond_2_53")],
+)
+@pytest.mark.parametrize("normalize,white_frame", [(True, False), (False, False), (True, True), (False, True)])
+def test_tencode_bit_identical_to_reference(n, coordinates, polarity, times, normalize, white_frame):
+    x, y, p, t = typed_events(n, n, coordinates, polarity, times)
+    assert_same_bits(
+        tencode(x, y, p, t, H, W, normalize=normalize, white_frame=white_frame),
+        tencode_reference(x, y, p, t, H, W, normalize, white_frame),
+    )
+
+
+@pytest.mark.parametrize(
+    "coordinates,polarity,times",
+    [("float32", "01", "us"), ("uint16", "01", "us"), ("uint16", "01", "shuffled"), ("int64", "pm", "beyond_2_53")],
+)
+def test_tencode_large_windows_bit_identical_to_reference(coordinates, polarity, times):
+    """From _SHARED_KERNEL_EVENTS events on, the kernel runs on the input dtypes instead of float64 copies."""
+    n = representations._SHARED_KERNEL_EVENTS + 3000
+    x, y, p, t = typed_events(n, 11, coordinates, polarity, times)
+    for normalize, white_frame in [(True, False), (False, True)]:
+        assert_same_bits(
+            tencode(x, y, p, t, H, W, normalize=normalize, white_frame=white_frame),
+            tencode_reference(x, y, p, t, H, W, normalize, white_frame),
+        )
+
+
+def test_tencode_reference_keeps_latest_and_truncates():
+    x = np.array([-0.5, 0.0, 2.9, 2.1, W - 0.01, W, 3.0])
+    y = np.array([0.0, -0.5, 1.99, 1.0, H - 0.01, 0.0, -1.0])
+    p = np.array([1, 1, 0, 1, 0, 1, 1])
+    t = np.array([0, 1, 2, 3, 4, 5, 10]) + T_US
+    out = tencode(x, y, p, t, H, W, normalize=False)
+    assert_same_bits(out, tencode_reference(x, y, p, t, H, W, normalize=False))
+    np.testing.assert_array_equal(out[:, 1, 2], [255.0, np.float32(255.0 * 0.7), 0.0])
+    np.testing.assert_array_equal(out[:, H - 1, W - 1], [0.0, np.float32(255.0 * 0.6), 255.0])
+    assert np.count_nonzero(out.sum(0)) == 2  # -0.5, x = W and y = -1 are outside
+
+
+@pytest.mark.parametrize("normalize,white_frame", [(True, False), (False, True)])
+def test_tencode_timestamps_out_of_order_or_nan(normalize, white_frame):
+    x, y, p, _ = random_events(3000, 8)
+    rng = np.random.default_rng(8)
+    unsorted = rng.integers(0, 1000, 3000) + T_US  # G outside [0, 255] for events before t[0] or after t[-1]
+    nan_inside = np.sort(rng.uniform(0.0, 1.0, 3000))
+    nan_inside[1234] = np.nan
+    nan_last = nan_inside.copy()
+    nan_last[-1] = np.nan  # every t_norm is NaN
+    flat_with_inf = np.full(3000, 2.0)
+    flat_with_inf[5] = np.inf  # t[0] == t[-1]: t_norm is 0 everywhere
+    for t in (unsorted, nan_inside, nan_last, flat_with_inf):
+        assert_same_bits(
+            tencode(x, y, p, t, H, W, normalize=normalize, white_frame=white_frame),
+            tencode_reference(x, y, p, t, H, W, normalize, white_frame),
+        )
+
+
+def test_tencode_single_event_and_empty_window_match_reference():
+    one = (np.array([3.5]), np.array([2.2]), np.array([-1]), np.array([T_US]))
+    outside = (np.array([W + 0.5]), np.array([2.2]), np.array([1]), np.array([T_US]))
+    empty = (np.zeros(0, np.uint16), np.zeros(0, np.uint16), np.zeros(0, np.uint8), np.zeros(0, np.int64))
+    for events in (one, outside, empty):
+        for normalize, white_frame in [(True, False), (False, False), (True, True), (False, True)]:
+            assert_same_bits(
+                tencode(*events, H, W, normalize=normalize, white_frame=white_frame),
+                tencode_reference(*events, H, W, normalize, white_frame),
+            )
+
+
+def test_tencode_strided_big_endian_and_other_dtypes():
+    x, y, p, t = typed_events(2 * representations._SHARED_KERNEL_EVENTS + 2000, 9, "float32", "01", "us")
+    expected = tencode_reference(x[::2], y[::2], p[::2], t[::2], H, W)
+    assert_same_bits(tencode(x[::2], y[::2], p[::2], t[::2], H, W), expected)
+    swapped = [a[::2].astype(a.dtype.newbyteorder(">")) for a in (x, y, p, t)]
+    assert_same_bits(tencode(*swapped, H, W), expected)
+    halves = (x[::2].astype(np.float16), y[::2].astype(np.float16), p[::2].astype(bool), t[::2])
+    assert_same_bits(tencode(*halves, H, W), tencode_reference(*halves, H, W))
+
+
+@pytest.mark.parametrize("where", ["last event, outside the image", "first event"])
+def test_tencode_checks_every_polarity(where):
+    x, y, p, t = typed_events(5000, 10, "uint16", "01", "us")
+    p = p.astype(np.int64)
+    if where == "first event":
+        p[0] = -1  # -1 among 0 and 1
+    else:
+        x[-1], p[-1] = W + 5, 2
+    with pytest.raises(ValueError, match="polarity"):
+        tencode(x, y, p, t, H, W)
+
+
+def test_tencode_rejects_images_beyond_int32_pixel_keys():
+    with pytest.raises(ValueError, match="height \\* width"):
+        tencode(np.zeros(1), np.zeros(1), np.ones(1), np.zeros(1), 2**16, 2**15)
 
 
 @pytest.mark.parametrize("seed", [0, 1])

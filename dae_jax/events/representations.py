@@ -1,4 +1,4 @@
-"""Event representations (Tencode, voxel grid, histogram) as vectorised numpy functions.
+"""Event representations (Tencode, voxel grid, histogram): vectorised numpy functions and a numba Tencode kernel.
 
 Events are four 1-D arrays of equal length: x and y (pixel coordinates, possibly sub-pixel floats), p
 (polarity, {0, 1} or {-1, +1}) and t (timestamps of any unit). Events are assumed to be sorted by time:
@@ -10,6 +10,7 @@ import inspect
 import itertools
 from collections.abc import Callable
 
+import numba
 import numpy as np
 
 EventsToArray = Callable[[np.ndarray, np.ndarray, np.ndarray, np.ndarray], np.ndarray]
@@ -25,6 +26,11 @@ def _events(*arrays: np.ndarray) -> list[np.ndarray]:
     return out
 
 
+def _polarity_error(p: np.ndarray) -> ValueError:
+    """The error for polarities outside {0, 1} and {-1, +1}, naming the values found."""
+    return ValueError(f"polarity must be in {{0, 1}} or {{-1, +1}}, got values {np.unique(p).tolist()}")
+
+
 def binary_polarity(p: np.ndarray) -> np.ndarray:
     """Return a boolean "is positive" array from polarities given as {0, 1} or {-1, +1}.
 
@@ -35,7 +41,7 @@ def binary_polarity(p: np.ndarray) -> np.ndarray:
         return np.zeros(0, dtype=bool)
     negative = -1 if p.min() < 0 else 0
     if not np.all((p == 1) | (p == negative)):
-        raise ValueError(f"polarity must be in {{0, 1}} or {{-1, +1}}, got values {np.unique(p).tolist()}")
+        raise _polarity_error(p)
     return p == 1
 
 
@@ -51,6 +57,109 @@ def _unit_time(t: np.ndarray) -> np.ndarray:
 def _in_image(x: np.ndarray, y: np.ndarray, height: int, width: int) -> np.ndarray:
     """Mask of events with 0 <= x < width and 0 <= y < height, tested on the (possibly float) coordinates."""
     return (x >= 0) & (x < width) & (y >= 0) & (y < height)
+
+
+# Tencode kernel. Events go through in blocks of _BLOCK, whose buffers stay in L1 cache: vectorised loops compute
+# each event's pixel key and payload, then a plain loop scatters the payloads into latest[key] in array order, so
+# the latest event of each pixel is the one left (one random store per event, no read). A payload packs the float32
+# bits of G = 255 (1 - t_norm) with the polarity bit at `shift`: in int32 the polarity takes the sign bit, which is
+# free while 0 <= G <= 255 (always so for time-sorted events); other windows are redone with int64 payloads.
+# _NO_EVENT is a valid payload in neither layout (it would be a positive event with a NaN G of payload 0x7fffffff).
+_BLOCK = 2048
+_NO_EVENT = -1
+_NARROW, _WIDE = (np.int32, 31), (np.int64, 32)  # payload dtype, polarity bit
+_G_MAX_BITS = int(np.float32(255.0).view(np.uint32))
+_MAX_PIXELS = 2**31 - 1  # pixel keys, and the slot past the last pixel that collects out-of-image events, are int32
+_SHARED_KERNEL_EVENTS = 2**16  # see _kernel_events
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _scatter_latest(x, y, p, t, x_end, y_end, width, shift, latest):
+    """Fill latest[pixel] with the payload of the pixel's latest event; latest[-1] takes the out-of-image ones.
+
+    Returns (zeros, minus_ones, others, top): whether some polarity is 0, -1, or neither 0, 1 nor -1, and the
+    largest float32 bit pattern of G, above that of 255 iff some G is outside [0, 255] or NaN (for G >= 0 the bit
+    patterns are in the order of the values, negative G have the sign bit).
+    """
+    n = x.size
+    outside = latest.size - 1
+    keys = np.empty(_BLOCK, np.int32)
+    green = np.empty(_BLOCK, np.float32)
+    payload = np.empty(_BLOCK, latest.dtype)
+    t0 = np.float64(t[0])
+    span = np.float64(t[n - 1]) - t0
+    flat = span == 0
+    zeros = minus_ones = others = False
+    top = np.uint32(0)
+    for start in range(0, n, _BLOCK):
+        stop = min(start + _BLOCK, n)
+        xs, ys, ps, ts = x[start:stop], y[start:stop], p[start:stop], t[start:stop]
+        for j in range(stop - start):
+            inside = (xs[j] >= 0) & (xs[j] < x_end) & (ys[j] >= 0) & (ys[j] < y_end)
+            keys[j] = np.int32(ys[j]) * np.int32(width) + np.int32(xs[j]) if inside else outside
+        for j in range(stop - start):
+            green[j] = np.float32(255.0 * (1.0 - (0.0 if flat else (np.float64(ts[j]) - t0) / span)))
+        for j in range(stop - start):
+            v = ps[j]
+            zero, minus_one = v == 0, v == -1
+            zeros |= zero
+            minus_ones |= minus_one
+            others |= not (zero | minus_one | (v == 1))
+            bits = np.float32(green[j]).view(np.uint32)
+            top = max(top, bits)
+            payload[j] = bits | (np.int64(v == 1) << shift)
+        for j in range(stop - start):
+            latest[keys[j]] = payload[j]
+    return zeros, minus_ones, others, top
+
+
+@numba.njit(cache=True, nogil=True, error_model="numpy")
+def _fill_tencode(latest, shift, init, normalize, red, green, blue):
+    """Write the channels from the payloads: R = 255p, G, B = 255(1 - p), `init` where no event; / 255 if normalize."""
+    top = np.float32(1.0) if normalize else np.float32(255.0)
+    mask = (np.int64(1) << shift) - 1
+    for k in range(red.size):
+        v = np.int64(latest[k])
+        hit = v != _NO_EVENT
+        positive = np.float32((v >> shift) & 1)
+        g = np.uint32(v & mask).view(np.float32)
+        if normalize:
+            g = g / np.float32(255.0)
+        red[k] = positive * top if hit else init
+        green[k] = g if hit else init
+        blue[k] = top - positive * top if hit else init
+
+
+def _kernel_events(events: list[np.ndarray], height: int, width: int) -> tuple[list[np.ndarray], tuple]:
+    """The events as the kernel takes them, with the image bounds as numpy tests `x < width` on the input dtypes.
+
+    Windows of fewer than _SHARED_KERNEL_EVENTS events become float64 so that they all share one compiled kernel;
+    larger ones keep their dtype (C-contiguous, native byte order; float64 unless integer, float32 or float64),
+    one compilation per combination, cached on disk. Every conversion keeps the values exactly, and a float
+    coordinate's bound is first rounded to its own dtype, as numpy does, so the dtypes never change the result.
+    """
+    small = events[0].size < _SHARED_KERNEL_EVENTS
+    arrays = []
+    for a in events:
+        dtype = a.dtype.newbyteorder("=")
+        if small or (dtype.kind not in "iu" and dtype not in (np.float32, np.float64)):
+            dtype = np.dtype(np.float64)
+        arrays.append(np.ascontiguousarray(a, dtype=dtype))
+    ends = []
+    for a, converted, end in zip(events[:2], arrays[:2], (width, height), strict=True):
+        if a.dtype.kind == "f":
+            end = a.dtype.type(end)
+        ends.append(converted.dtype.type(end) if converted.dtype.kind == "f" else end)
+    return arrays, (ends[0], ends[1])
+
+
+def _scatter(
+    events: list[np.ndarray], ends: tuple, height: int, width: int, dtype: type, shift: int
+) -> tuple[np.ndarray, bool, bool]:
+    """Run _scatter_latest with `dtype` payloads on a fresh array; return (payloads, polarity bad, some G wild)."""
+    latest = np.full(height * width + 1, _NO_EVENT, dtype=dtype)
+    zeros, minus_ones, others, top = _scatter_latest(*events, *ends, width, shift, latest)
+    return latest, bool(others or (zeros and minus_ones)), top > _G_MAX_BITS
 
 
 def tencode(
@@ -72,28 +181,26 @@ def tencode(
     white_frame even when normalize), reproducing the reference. Defined where the reference is not: equal
     first/last timestamps (e.g. one event) give t_norm = 0 (G = 255) instead of NaN; polarity may be {-1, +1}
     (-1 counts as negative) and any other values raise ValueError. Timestamps are handled in float64, so G can
-    differ from the float32 reference in the last bit.
+    differ from the float32 reference in the last bit. Computed by one compiled pass over the events (see
+    _scatter_latest), a few hundred million events/s on one core; H * W must be below 2**31 - 1.
     """
     x, y, p, t = _events(x, y, p, t)
     init = 255.0 if white_frame else 0.0
-    out = np.full((3, height * width), init, dtype=np.float32)
     if x.size == 0:
-        return out.reshape(3, height, width)
-    positive = binary_polarity(p)
-    t_norm = _unit_time(t)
-
-    kept = np.flatnonzero(_in_image(x, y, height, width))
-    pixel = y[kept].astype(np.int64) * width + x[kept].astype(np.int64)
-    latest = np.full(height * width, -1, dtype=np.int64)
-    np.maximum.at(latest, pixel, kept)
-    hit = np.flatnonzero(latest >= 0)
-    event = latest[hit]
-
-    out[0, hit] = np.where(positive[event], 255.0, 0.0)
-    out[1, hit] = 255.0 * (1.0 - t_norm[event])
-    out[2, hit] = np.where(positive[event], 0.0, 255.0)
-    out = out.reshape(3, height, width)
-    return out / np.float32(255.0) if normalize else out
+        return np.full((3, height, width), init, dtype=np.float32)
+    if height * width >= _MAX_PIXELS:
+        raise ValueError(f"tencode needs height * width < {_MAX_PIXELS}, got {height} x {width}")
+    arrays, ends = _kernel_events([x, y, p, t], height, width)
+    latest, bad_polarity, wild = _scatter(arrays, ends, height, width, *_NARROW)
+    if bad_polarity:
+        raise _polarity_error(p)
+    shift = _NARROW[1]
+    if wild:  # some G outside [0, 255] (timestamps out of order, or NaN): the sign bit is not free
+        latest, _, _ = _scatter(arrays, ends, height, width, *_WIDE)
+        shift = _WIDE[1]
+    out = np.empty((3, height * width), dtype=np.float32)
+    _fill_tencode(latest, shift, np.float32(init / 255.0 if normalize else init), normalize, *out)
+    return out.reshape(3, height, width)
 
 
 def tencode_from_voxels(v: np.ndarray, normalize: bool = True, white_frame: bool = False) -> np.ndarray:
