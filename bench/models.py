@@ -1,6 +1,6 @@
 """Forward latency of DAv2-vits and DepthAnyEvent-R-vits (one step) at 266x350, JAX against PyTorch.
 
-Both run the same weights in the same process (the PyTorch reference of tests/torch_reference.py, CPU,
+Both run the same weights in the same process (the PyTorch reference of dae_jax/convert/torch_reference.py, CPU,
 the same thread count), so the printed ratio is what this machine says, not an absolute number. Also
 prints the JAX compile time and XLA's memory estimate for the compiled forward, and the process's peak RSS.
 
@@ -23,9 +23,9 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.data import best_seconds  # noqa: E402
+from dae_jax.convert import torch_reference as ref  # noqa: E402
 from dae_jax.convert import torch_to_flax  # noqa: E402
 from dae_jax.models import DepthAnyEventR, DepthAnythingV2  # noqa: E402
-from tests import torch_reference as ref  # noqa: E402
 
 H, W = 266, 350
 

@@ -2,7 +2,7 @@
 
 torch   the distillation step (teacher forward with the 518 size rule -> proxy labels in log depth -> student
         DAv2-vits forward/backward at 266x350 -> AdamW) in JAX against the same step in PyTorch on the reference
-        models of tests/torch_reference.py; ratio = JAX examples/s / PyTorch examples/s.
+        models of dae_jax/convert/torch_reference.py; ratio = JAX examples/s / PyTorch examples/s.
 labels  the same JAX step with the teacher (--label-teacher, the paper's vitl) in the step against the step from
         stored labels (no teacher); ratio = teacher-in-the-step time / stored-labels time. Then the labelling
         throughput of dae_jax.label (frames/s) with that teacher on 260x346 frames of a synthetic dataset.
@@ -33,11 +33,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from configs import common  # noqa: E402
+from dae_jax.convert import torch_reference as ref  # noqa: E402
 from dae_jax.convert import torch_to_flax  # noqa: E402
 from dae_jax.models import DepthAnythingV2  # noqa: E402
 from dae_jax.train.state import create_train_state  # noqa: E402
 from dae_jax.train.step import make_train_step  # noqa: E402
-from tests import torch_reference as ref  # noqa: E402
 from tests.test_losses import ref_msg, ref_silog  # noqa: E402
 
 H, W = 266, 350  # an MVSEC-sized crop

@@ -13,7 +13,7 @@ Stages, each in its own directory under the workdir so that an interrupted demo 
                with the paper's protocol -> the results table (Table 3 in miniature) and pictures; with the
                controls: the mean training depth map (no input) and each distilled student given empty events
   9. export    the distilled students as PyTorch checkpoints, checked against the PyTorch reference
-               (tests/torch_reference.py) on test frames
+               (dae_jax/convert/torch_reference.py) on test frames
 Outputs: <workdir>/results.md, results.json, comparison.png and each stage's eval/ pictures. Then the claims
 (config.demo.margins, see check_claims) are checked and the demo fails with DemoClaimError if one does not hold.
 """
@@ -43,7 +43,6 @@ SHORT_LABELS = {"untrained": "initial weights", "distill": "distilled", "supervi
 TABLE_COLUMNS = (("Abs Rel ↓", "_abs_rel_diff", 3), ("Sq Rel ↓", "_squ_rel_diff", 3), ("RMSE ↓", "_RMS_linear", 2),
                  ("RMSE log ↓", "_RMS_log", 3), ("δ<1.25 ↑", "_threshold_delta_1.25", 3),
                  ("δ<1.25² ↑", "_threshold_delta_1.25^2", 3), ("δ<1.25³ ↑", "_threshold_delta_1.25^3", 3))
-PARITY_LIMIT = 1e-4  # max |PyTorch - JAX| / max |JAX| accepted for the exported students
 TORCH_FILES = (".pth", ".pt", ".safetensors")  # a given teacher in one of these is read as released DAv2 weights
 
 
@@ -270,43 +269,9 @@ def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, d
     return results
 
 
-def check_torch_export(path: str, params: dict, model_config: dict[str, Any], frames: np.ndarray) -> float:
-    """Predict `frames` (T, H, W, C) with the exported .pth in the PyTorch reference and with JAX (one clip,
-    state carried, for DepthAnyEvent-R); returns max |PyTorch - JAX| / max |JAX|."""
-    import torch
-
-    from dae_jax.models import model_from_config
-    from tests import torch_reference as ref
-
-    checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    block = checkpoint["config"]["model"]
-    tmodel = ref.DepthAnythingV2(block["encoder"], activation=block["activation"],
-                                 inv_prediction=block["inv_prediction"], scale_factor=block["scale_factor"],
-                                 input_channels=block["input_channels"],
-                                 recurrent_block_type=block.get("recurrent_block_type"))
-    tmodel.load_state_dict(checkpoint["state_dict"], strict=True)
-    tmodel.eval()
-    size = (block["input_size_width"], block["input_size_height"])
-    model = model_from_config(model_config)
-    states, expected, got = None, [], []
-    with torch.no_grad():
-        for frame in frames:
-            x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)[None]))
-            out = ref.infer(tmodel, x, *size, prev_states=states) if model.recurrent else ref.infer(tmodel, x, *size)
-            out, states = out if model.recurrent else (out, None)
-            got.append(out[0, 0].numpy())
-    if model.recurrent:
-        depth, _ = model.apply({"params": params}, frames[None], method=model.infer)
-        expected = np.asarray(depth[0])
-    else:
-        expected = np.asarray(model.apply({"params": params}, frames, method=model.infer))
-    got = np.stack(got)
-    return float(np.max(np.abs(got - expected)) / np.max(np.abs(expected)))
-
-
 def _export_and_check(config, dataset_dir, workdir, trained) -> dict[str, Any]:
     """Export each distilled student to PyTorch and compare the reference's predictions with ours."""
-    from dae_jax.convert import export_torch_checkpoint
+    from dae_jax.convert import PARITY_LIMIT, export_torch_checkpoint, verify_torch_export
 
     data = _test_frames(config, dataset_dir)
     _, frames_iter = next(iterate_sequences(data))
@@ -325,7 +290,7 @@ def _export_and_check(config, dataset_dir, workdir, trained) -> dict[str, Any]:
         export_torch_checkpoint(path, params, model_config, trainer=flags)
         entry: dict[str, Any] = {"path": path}
         if torch is not None:
-            entry["max_rel_diff"] = check_torch_export(path, params, model_config, frames)
+            entry["max_rel_diff"] = verify_torch_export(path, params, model_config, frames)
             logging.info("%s: %s, PyTorch reference vs JAX on %d test frames: max rel diff %.2e",
                          STUDENT_NAMES[student], path, len(frames), entry["max_rel_diff"])
             if not entry["max_rel_diff"] <= PARITY_LIMIT:

@@ -13,6 +13,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from dae_jax.convert import (  # noqa: E402
+    PARITY_LIMIT,
     ConversionError,
     expected_torch_shapes,
     export_torch_checkpoint,
@@ -22,11 +23,13 @@ from dae_jax.convert import (  # noqa: E402
     load_torch_checkpoint,
     save_flax_params,
     torch_to_flax,
+    verify_torch_export,
 )
+from dae_jax.convert import torch_reference as ref  # noqa: E402
 from dae_jax.convert.__main__ import main as convert_cli  # noqa: E402
 from dae_jax.convert.torch_io import read_state_dict  # noqa: E402
 from dae_jax.models import model_from_config, param_shapes  # noqa: E402
-from tests import torch_reference as ref  # noqa: E402
+from dae_jax.train.state import init_params  # noqa: E402
 
 # The argument names of the official get_depth_anything_v2 / get_rec_depth_anything_v2 loaders, which the
 # exported `config['model']` is splatted into by the official test script (model_type is popped first).
@@ -216,6 +219,26 @@ def test_cli_round_trip_msgpack_and_orbax(vits_checkpoint, tmp_path, capsys):
     assert "wrote" in capsys.readouterr().out
     assert convert_cli(["to-flax", str(tmp_path / "nope.pth"), str(tmp_path / "x.msgpack")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("model_type", ["DAv2", "RecDAv2"])
+def test_cli_verify_loads_the_export_into_the_reference(tmp_path, capsys, model_type):
+    """to-torch --verify: the written file reproduces JAX in the PyTorch reference; a corrupted weight is caught."""
+    config = {"model_type": model_type, "encoder": "tiny", "input_size_width": 70, "input_size_height": 70,
+              "activation": "sigmoid", "inv_prediction": True}
+    params = init_params(model_from_config(config), jax.random.PRNGKey(0), 70, 70)
+    flax_path = str(tmp_path / "p.msgpack")
+    save_flax_params(flax_path, params, config)
+    frames = np.random.default_rng(0).uniform(size=(3, 50, 64, 3)).astype(np.float32)
+    np.save(tmp_path / "frames.npy", frames)
+    for out, extra in ((str(tmp_path / "m.pth"), []), (str(tmp_path / "m.safetensors"),
+                                                        [f"--verify_input={tmp_path / 'frames.npy'}"])):
+        assert convert_cli(["to-torch", flax_path, out, "--verify", *extra]) == 0
+        assert "PyTorch reference vs JAX: max rel diff" in capsys.readouterr().out
+    bad = jax.tree.map(lambda a: a, params)
+    bad["depth_head"]["output_conv2_0"]["kernel"] = bad["depth_head"]["output_conv2_0"]["kernel"] + 0.3
+    export_torch_checkpoint(str(tmp_path / "good.pth"), params, config)
+    assert verify_torch_export(str(tmp_path / "good.pth"), bad, config) > 100 * PARITY_LIMIT
 
 
 def test_load_flax_params_checks_the_tree(tmp_path):

@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from configs import demo as demo_config
-from dae_jax.demo import PARITY_LIMIT, DemoClaimError, check_claims, check_torch_export, run_demo, student_config
+from dae_jax.convert import PARITY_LIMIT, verify_torch_export
+from dae_jax.demo import DemoClaimError, check_claims, run_demo, student_config
 from dae_jax.train.loop import input_config
 
 torch = pytest.importorskip("torch")
@@ -213,11 +214,11 @@ def test_parity_check_catches_a_wrong_exported_weight(tmp_path):
     frames = np.random.default_rng(0).uniform(0, 1, (2, 50, 64, 3)).astype(np.float32)
     path = str(tmp_path / "model.pth")
     export_torch_checkpoint(path, params, model_config)
-    assert check_torch_export(path, params, model_config, frames) <= PARITY_LIMIT
+    assert verify_torch_export(path, params, model_config, frames) <= PARITY_LIMIT
     checkpoint = torch.load(path, weights_only=True)
     checkpoint["state_dict"]["depth_head.scratch.output_conv1.weight"] += 0.05
     torch.save(checkpoint, path)
-    assert check_torch_export(path, params, model_config, frames) > 100 * PARITY_LIMIT
+    assert verify_torch_export(path, params, model_config, frames) > 100 * PARITY_LIMIT
 
 
 def test_a_stage_stopped_by_sigterm_stops_the_demo(tmp_path, monkeypatch):

@@ -1,4 +1,4 @@
-"""Numeric parity of the Flax models with the independent PyTorch reference in tests/torch_reference.py.
+"""Numeric parity of the Flax models with the independent PyTorch reference in dae_jax/convert/torch_reference.py.
 
 Weights go PyTorch -> Flax through the converter, so these tests cover the key table and the layouts too.
 Tolerance: max |Δ| <= 1e-4 * max |output| (the issue's criterion), measured on the full preprocessing path.
@@ -16,11 +16,11 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from dae_jax.convert import torch_reference as ref  # noqa: E402
 from dae_jax.convert import torch_to_flax  # noqa: E402
 from dae_jax.models import DepthAnyEventR, DepthAnythingV2, target_size  # noqa: E402
 from dae_jax.models.resize import resize_bicubic, resize_bilinear  # noqa: E402
 from dae_jax.models.vit import interpolate_pos_embed  # noqa: E402
-from tests import torch_reference as ref  # noqa: E402
 
 torch.set_num_threads(2)
 RTOL = 1e-4

@@ -1,4 +1,4 @@
-"""Checks of tests/torch_reference.py: state_dict layout/counts, pos-embed, preprocessing sizes, shapes."""
+"""Checks of dae_jax/convert/torch_reference.py: state_dict layout/counts, pos-embed, preprocessing sizes, shapes."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from tests.torch_reference import DepthAnythingV2, infer, interpolate_pos_embed, make_model, target_size
+from dae_jax.convert.torch_reference import DepthAnythingV2, infer, interpolate_pos_embed, make_model, target_size
 
 # shared/ sits beside the repository (in development and in CI).
 KEYS_MD = Path(__file__).resolve().parents[2] / "shared" / "reference" / "state_dict_keys.md"

@@ -101,6 +101,50 @@ def export_torch_checkpoint(
     write_state_dict(path, state_dict, config)
 
 
+PARITY_LIMIT = 1e-4  # max |PyTorch - JAX| / max |JAX| accepted for an exported model (verify_torch_export)
+
+
+def verify_torch_export(path: str, params: Mapping, model_config: Mapping[str, Any],
+                        frames: np.ndarray | None = None, seed: int = 0) -> float:
+    """Load a written `.pth`/`.safetensors` into the PyTorch reference (`strict=True`) and predict `frames`
+    (T, H, W, C) in [0, 1] (random ones at the network size when None) with it and with JAX (one sequence: the
+    state is carried for DepthAnyEvent-R); returns max |PyTorch - JAX| / max |JAX|. Needs torch."""
+    import torch
+
+    from dae_jax.convert import torch_reference as ref
+    from dae_jax.predictor import Predictor
+
+    state_dict, ckpt_config = read_state_dict(path)
+    block = {**infer_model_config(state_dict, ckpt_config), **dict(model_config)}
+    if block.get("official"):
+        tmodel = ref.DepthAnythingV2(block["encoder"], flavour="official")
+    else:
+        recurrent = block.get("recurrent_block_type", "convlstm") if block.get("model_type") == "RecDAv2" else None
+        tmodel = ref.DepthAnythingV2(block["encoder"], activation=block.get("activation", "relu"),
+                                     inv_prediction=block.get("inv_prediction", False),
+                                     scale_factor=block.get("scale_factor", 1.0),
+                                     input_channels=block.get("input_channels", 3), recurrent_block_type=recurrent)
+    tmodel.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state_dict.items()}, strict=True)
+    tmodel.eval()
+    predictor = Predictor(params, model_config)
+    size = (predictor.model.input_width, predictor.model.input_height)
+    if frames is None:
+        channels = predictor.model.input_channels
+        frames = np.random.default_rng(seed).uniform(size=(2, size[1], size[0], channels)).astype(np.float32)
+    frames = np.asarray(frames, np.float32)
+    states, got = None, []
+    with torch.no_grad():
+        for frame in frames:
+            x = torch.from_numpy(np.ascontiguousarray(frame.transpose(2, 0, 1)[None]))
+            if predictor.recurrent:
+                out, states = ref.infer(tmodel, x, *size, prev_states=states)
+            else:
+                out = ref.infer(tmodel, x, *size)
+            got.append(out[0, 0].numpy())
+    expected, _ = predictor(frames)
+    return float(np.max(np.abs(np.stack(got) - expected)) / np.max(np.abs(expected)))
+
+
 def save_flax_params(path: str, params: Mapping, model_config: Mapping[str, Any]) -> None:
     """Save params with their model config: `.msgpack` file, or an Orbax checkpoint directory otherwise."""
     params = jax.device_get(params)

@@ -2,6 +2,11 @@
 
   python -m dae_jax.convert to-flax  IN.pth   OUT.msgpack|OUT_DIR [--teacher]
   python -m dae_jax.convert to-torch IN.msgpack|IN_DIR OUT.pth|OUT.safetensors [--plain] [--use_logdepth ...]
+      [--verify [--verify_input FRAMES.npy]]
+
+--verify loads the written file into the PyTorch reference (dae_jax/convert/torch_reference.py, strict=True) and
+compares its predictions with JAX's on FRAMES.npy ((T, H, W, C) in [0, 1]) or on random frames at the network
+size; it fails (exit 1) beyond the parity limit.
 """
 
 from __future__ import annotations
@@ -9,12 +14,16 @@ from __future__ import annotations
 import argparse
 import sys
 
+import numpy as np
+
 from dae_jax.convert import (
+    PARITY_LIMIT,
     ConversionError,
     export_torch_checkpoint,
     load_flax_params,
     load_torch_checkpoint,
     save_flax_params,
+    verify_torch_export,
 )
 
 
@@ -37,6 +46,8 @@ def main(argv: list[str] | None = None) -> int:
     to_torch.add_argument("--use_scaleshift", action="store_true", help="trainer flag for the official test script")
     to_torch.add_argument("--reg_factor", type=float, default=3.70378)
     to_torch.add_argument("--clip_distance", type=float, default=80.0)
+    to_torch.add_argument("--verify", action="store_true", help="check the written file in the PyTorch reference")
+    to_torch.add_argument("--verify_input", default=None, help="frames (T, H, W, C) in [0, 1] as .npy for --verify")
     args = parser.parse_args(argv)
     try:
         if args.command == "to-flax":
@@ -46,6 +57,13 @@ def main(argv: list[str] | None = None) -> int:
             params, config = load_flax_params(args.input)
             trainer = {k: getattr(args, k) for k in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")}
             export_torch_checkpoint(args.output, params, config, trainer=trainer, plain=args.plain)
+            if args.verify:
+                frames = np.load(args.verify_input) if args.verify_input else None
+                diff = verify_torch_export(args.output, params, config, frames)
+                print(f"PyTorch reference vs JAX: max rel diff {diff:.2e} (limit {PARITY_LIMIT:.0e})")
+                if not diff <= PARITY_LIMIT:
+                    print(f"error: {args.output} does not reproduce the JAX predictions", file=sys.stderr)
+                    return 1
     except (ConversionError, FileNotFoundError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

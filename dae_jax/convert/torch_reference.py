@@ -1,4 +1,5 @@
-"""Independent PyTorch reference of DAv2 / RecDAv2 (Depth AnyEvent) and the official DAv2, for parity tests.
+"""Independent PyTorch reference of DAv2 / RecDAv2 (Depth AnyEvent) and the official DAv2: the parity tests and
+the export check (`verify_torch_export`) load weights into it. Needs torch (an optional dependency).
 
 Written from the porting SPEC (sections 1-5, 10). Module and attribute names follow the original code so that
 ``state_dict()`` keys, shapes and order match the released checkpoints exactly.
