@@ -38,7 +38,6 @@ from dae_jax.convert import torch_to_flax  # noqa: E402
 from dae_jax.models import DepthAnythingV2  # noqa: E402
 from dae_jax.train.state import create_train_state  # noqa: E402
 from dae_jax.train.step import make_train_step  # noqa: E402
-from tests.test_losses import ref_msg, ref_silog  # noqa: E402
 
 H, W = 266, 350  # an MVSEC-sized crop
 
@@ -56,7 +55,8 @@ def torch_step(student, teacher, opt, events, rgb, loss_cfg):
     loss = 0.0
     for i in range(pred.shape[0]):
         p, t, m = pred[i:i + 1], target[i:i + 1], mask[i:i + 1]
-        loss = loss + ref_silog(p, t, m, loss_cfg.si_lambda, logs=False) + loss_cfg.gradient_weight * ref_msg(p, t, m)
+        loss = (loss + ref.silog_loss(p, t, m, loss_cfg.si_lambda, logs=False)
+                + loss_cfg.gradient_weight * ref.multiscale_gradient_loss(p, t, m))
     loss = loss / pred.shape[0]
     opt.zero_grad()
     loss.backward()

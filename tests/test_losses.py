@@ -11,6 +11,7 @@ import pytest
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
 
+from dae_jax.convert import torch_reference as ref  # noqa: E402
 from dae_jax.train import losses  # noqa: E402
 
 
@@ -59,29 +60,6 @@ def ref_ssi(p, t, m, reduction, alpha=0.5):
     return ref_mse(aligned, t, m, reduction) + alpha * ref_grad(aligned, t, m, reduction)
 
 
-def ref_silog(p, t, m, lambd=0.5, logs=True):
-    a, b = (torch.log(t[m] + 1e-6), torch.log(p[m] + 1e-6)) if logs else (t[m], p[m])
-    keep = ~(torch.isinf(a) | torch.isinf(b))
-    d = a[keep] - b[keep]
-    return torch.sqrt(torch.var(d) + lambd * d.mean() ** 2)
-
-
-def ref_msg(p, t, m, start=1, num=4):
-    sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=p.dtype) / 8
-    kernel = torch.stack([sobel, sobel.T])[:, None]
-    diff = (p - t)[:, None]
-    total = 0.0
-    for s in range(num):
-        k = start * 2**s
-        pooled = F.avg_pool2d(diff, k, k)
-        g = F.conv2d(F.pad(pooled, (1, 1, 1, 1), mode="replicate"), kernel)[:, :, None]  # (B, 1, 2, h, w)
-        g = g.transpose(1, 2).reshape(p.shape[0], 1, 2, *pooled.shape[-2:])
-        mask = F.interpolate(m[:, None].to(p.dtype), pooled.shape[-2:], mode="nearest").bool()[:, :, None]
-        valid = ~torch.isnan(g) & mask
-        total = total + g[valid].abs().sum() / valid.sum() * p.shape[0] * 2
-    return total / num
-
-
 @pytest.fixture(autouse=True)
 def float64():
     """The comparisons are at float64 precision; x64 is switched on for these tests only."""
@@ -127,11 +105,11 @@ def test_silog_si_and_multiscale_gradient_match_reference(maps):
     p, t, m = maps
     tp, tt, tm = (torch.tensor(a) for a in (p, t, m))
     jp, jt, jm = (jnp.asarray(a) for a in (p, t, m))
-    np.testing.assert_allclose(losses.silog_loss(jp, jt, jm), ref_silog(tp, tt, tm).item(), rtol=1e-10)
-    np.testing.assert_allclose(losses.si_loss(jp, jt, jm), ref_silog(tp, tt, tm, logs=False).item(), rtol=1e-10)
+    np.testing.assert_allclose(losses.silog_loss(jp, jt, jm), ref.silog_loss(tp, tt, tm).item(), rtol=1e-10)
+    np.testing.assert_allclose(losses.si_loss(jp, jt, jm), ref.silog_loss(tp, tt, tm, logs=False).item(), rtol=1e-10)
     for start, num in [(1, 4), (2, 3)]:
         np.testing.assert_allclose(losses.multiscale_gradient_loss(jp, jt, jm, start, num),
-                                   ref_msg(tp, tt, tm, start, num).item(), rtol=1e-10)
+                                   ref.multiscale_gradient_loss(tp, tt, tm, start, num).item(), rtol=1e-10)
 
 
 def test_empty_masks_and_bad_reduction():
@@ -213,8 +191,8 @@ def test_anchor_at_max_scores_the_prediction_as_the_protocol_does(maps):
             expected.append(0.0)
             continue
         anchored = (tp[i] - tp[i].max() + 1.0)[None]
-        expected.append((ref_silog(anchored, tt[i][None], tm[i][None], 1.0, logs=False)
-                         + 0.5 * ref_msg(anchored, tt[i][None], tm[i][None])).item())
+        expected.append((ref.silog_loss(anchored, tt[i][None], tm[i][None], 1.0, logs=False)
+                         + 0.5 * ref.multiscale_gradient_loss(anchored, tt[i][None], tm[i][None])).item())
     got = per_image_loss(cfg, jnp.asarray(p), jnp.asarray(t), jnp.asarray(m))
     np.testing.assert_allclose(got, expected, rtol=1e-9)
     shifted = per_image_loss(cfg, jnp.asarray(p) + jnp.array([0.3, -2.0, 0.5])[:, None, None], jnp.asarray(t),

@@ -572,3 +572,30 @@ def make_model(kind: str, encoder: str, seed: int, **kwargs) -> DepthAnythingV2:
     model.to_empty(device="cpu")
     randomize_parameters(model, seed)
     return model.eval()
+
+
+# ----- Losses of the training step (bench/train.py's PyTorch step; tests/test_losses.py's reference) -----
+
+def silog_loss(p: Tensor, t: Tensor, m: Tensor, lambd: float = 0.5, logs: bool = True) -> Tensor:
+    """SiLog over the mask (of log depth when logs, else of the values as they are): the loss term of the step."""
+    a, b = (torch.log(t[m] + 1e-6), torch.log(p[m] + 1e-6)) if logs else (t[m], p[m])
+    keep = ~(torch.isinf(a) | torch.isinf(b))
+    d = a[keep] - b[keep]
+    return torch.sqrt(torch.var(d) + lambd * d.mean() ** 2)
+
+
+def multiscale_gradient_loss(p: Tensor, t: Tensor, m: Tensor, start: int = 1, num: int = 4) -> Tensor:
+    """Sobel gradients of the residual on `num` average-pooled scales (2^s * start), mean |g| over valid pixels."""
+    sobel = torch.tensor([[-1.0, 0, 1], [-2, 0, 2], [-1, 0, 1]], dtype=p.dtype) / 8
+    kernel = torch.stack([sobel, sobel.T])[:, None]
+    diff = (p - t)[:, None]
+    total = 0.0
+    for s in range(num):
+        k = start * 2**s
+        pooled = F.avg_pool2d(diff, k, k)
+        g = F.conv2d(F.pad(pooled, (1, 1, 1, 1), mode="replicate"), kernel)[:, :, None]  # (B, 1, 2, h, w)
+        g = g.transpose(1, 2).reshape(p.shape[0], 1, 2, *pooled.shape[-2:])
+        mask = F.interpolate(m[:, None].to(p.dtype), pooled.shape[-2:], mode="nearest").bool()[:, :, None]
+        valid = ~torch.isnan(g) & mask
+        total = total + g[valid].abs().sum() / valid.sum() * p.shape[0] * 2
+    return total / num
