@@ -60,16 +60,19 @@ class _QuietLibraries(pylogging.Filter):
         return record.levelno >= pylogging.WARNING or not noisy
 
 
-def _params(config, workdir: str):
-    """(params, model config) of config.checkpoint, or else of the training run in workdir (its latest step)."""
+def _weights(config, workdir: str):
+    """(params, model config, evaluation settings) of config.checkpoint (settings: config.export's), or else of the
+    training run in workdir (its latest step; settings: those of its label space)."""
     from dae_jax.convert import load_params
-    from dae_jax.eval.evaluate import load_run
+    from dae_jax.eval.evaluate import TRAINER_FLAGS, load_run
+    from dae_jax.eval.metrics import EvalSettings
 
     if config.checkpoint:
-        return load_params(config.checkpoint, config.model.to_dict())
+        params, model_config = load_params(config.checkpoint, config.model.to_dict())
+        return params, model_config, EvalSettings.from_mapping({k: config.export[k] for k in TRAINER_FLAGS})
     if os.path.isfile(os.path.join(workdir, "config_train.json")):
-        params, model_config, _ = load_run(workdir)
-        return params, model_config
+        params, model_config, settings = load_run(workdir)
+        return params, model_config, EvalSettings.from_mapping(settings)
     raise app.UsageError("--config.checkpoint is required for this mode (a .pth, .safetensors or params file) "
                          f"unless --workdir is a training run; {workdir} has no config_train.json")
 
@@ -113,10 +116,9 @@ def main(argv: list[str]) -> None:
     elif FLAGS.mode == "export":
         from dae_jax.convert import export_torch_checkpoint
 
-        params, model_config = _params(config, workdir)
+        params, model_config, settings = _weights(config, workdir)
         path = config.export.path or os.path.join(workdir, "export", "model.pth")
-        trainer = {k: config.export[k] for k in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")}
-        export_torch_checkpoint(path, params, model_config, trainer=trainer, plain=config.export.plain)
+        export_torch_checkpoint(path, params, model_config, trainer=settings.as_dict(), plain=config.export.plain)
         logging.info("wrote %s", path)
     elif FLAGS.mode == "predict":
         from dae_jax.predict import is_recording, predict_files, predict_recording, window_spec
@@ -125,13 +127,13 @@ def main(argv: list[str]) -> None:
         p = config.predict
         if not p.input:
             raise app.UsageError("--config.predict.input is required for --mode=predict (a recording or a folder)")
-        params, model_config = _params(config, workdir)
+        params, model_config, settings = _weights(config, workdir)
         output = os.path.join(workdir, "predictions")
         if is_recording(p.input):
-            flags = {k: config.export[k] for k in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")}
             spec = window_spec(p.window, p.duration_ms, p.stride_ms, p.count)
-            result = predict_recording(Predictor(params, model_config), p.input, output, spec, flags, p.batch_size,
-                                       [v for v in p.video.split(",") if v], p.sensor_size, p.near_m, p.far_m)
+            videos = [v for v in p.video.split(",") if v]
+            result = predict_recording(Predictor(params, model_config), p.input, output, spec, settings.as_dict(),
+                                       p.batch_size, videos, p.sensor_size, p.near_m, p.far_m)
             logging.info("wrote %d depth maps to %s (%.1f windows/s, real-time factor %.2fx)", result["windows"],
                          output, result["windows_per_s"], result["real_time_factor"])
         else:

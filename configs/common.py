@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import ml_collections
 
+from dae_jax.eval.metrics import CLIP_DISTANCE, REG_FACTOR
+
 
 def get_config() -> ml_collections.ConfigDict:
     """Defaults: a DepthAnyEvent DAv2-vits student with the released MVSEC test settings, distilled from DAv2-vitl."""
@@ -42,7 +44,7 @@ def get_config() -> ml_collections.ConfigDict:
     # Loss and label space (see dae_jax/train/step.py and the README for the reasoning).
     c.loss = ml_collections.ConfigDict(dict(
         label_space="logdepth", si_lambda=0.0, gradient_weight=0.5, gradient_scales=4, ssi_alpha=0.5,
-        reg_factor=3.70378, clip_distance=80.0, disparity_loss="ssi",
+        reg_factor=REG_FACTOR, clip_distance=CLIP_DISTANCE, disparity_loss="ssi",
         sky_as_far=False,  # supervised: ground truth 0 = sky (trained as far) instead of unknown (masked)
         rescale_ground_truth=False,  # supervised: scale each image so its farthest point is at clip_distance
         ignore_largest_fraction=0.0,  # per image, drop this share of the largest per-pixel losses (DAv2: 0.1)
@@ -72,9 +74,11 @@ def get_config() -> ml_collections.ConfigDict:
         every=0, dataset_dir="", split="test", crop=None, metric="_abs_rel_diff", higher_is_better=False,
         batch_size=8, pictures=0, gif=False,
     ))
-    # --mode=export: where to write (default <workdir>/export/model.pth) and the evaluation flags stored with it.
+    # --mode=export: where to write (default <workdir>/export/model.pth) and, for weights given by config.checkpoint,
+    # the evaluation settings stored with them (a training run's export stores those of its label space).
     c.export = ml_collections.ConfigDict(dict(
-        path="", plain=False, use_logdepth=True, use_scaleshift=False, reg_factor=3.70378, clip_distance=80.0,
+        path="", plain=False, use_logdepth=True, use_scaleshift=False, reg_factor=REG_FACTOR,
+        clip_distance=CLIP_DISTANCE,
     ))
     # --mode=predict: a recording (.aedat4, .raw, .h5, .npz) or a folder of .npy (H, W, C) / .png inputs; outputs
     # go to <workdir>/predictions. A recording is cut into windows (dae_jax.recordings.windows): 'duration'

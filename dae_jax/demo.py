@@ -238,9 +238,7 @@ def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, d
     from dae_jax.models import model_to_config
     from dae_jax.train.loop import build_student
 
-    loss = config.loss
-    flags = {"use_logdepth": True, "use_scaleshift": False, "reg_factor": loss.reg_factor,
-             "clip_distance": loss.clip_distance}
+    flags = M.EvalSettings.of_loss(config.loss).as_dict()
     data = _test_frames(config, dataset_dir)
     common = dict(batch_size=config.eval.batch_size, pictures=config.eval.pictures, gif=config.eval.gif)
     logging.info("evaluating the no-input control (the mean training depth map)")
@@ -248,7 +246,8 @@ def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, d
     params, model_config = load_params(teacher[0], teacher[1])
     logging.info("evaluating the teacher's proxy labels on the test RGB frames")
     results["teacher"] = evaluate(params, model_config, data, flags, os.path.join(workdir, "eval", "teacher"),
-                                  input_key="rgb", transform=_teacher_labels_as_logdepth(loss.to_dict()), **common)
+                                  input_key="rgb", transform=_teacher_labels_as_logdepth(config.loss.to_dict()),
+                                  **common)
     for student in config.demo.students:
         c = student_config(config, dataset_dir, student, "supervised", teacher)
         model, params = build_student(c)

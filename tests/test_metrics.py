@@ -275,3 +275,15 @@ def test_csv_and_json(tmp_path):
     assert list(doc["mean"]) == list(M.METRIC_KEYS)
     assert doc["sequences"]["third"]["_10_SILog"] is None
     assert doc["mean"]["_abs_rel_diff"] == pytest.approx(16.0 / 3)
+
+
+def test_eval_settings_defaults_come_from_the_protocol_constants():
+    s = M.EvalSettings()
+    assert (s.use_logdepth, s.use_scaleshift, s.reg_factor, s.clip_distance) == (False, False, 3.70378, 80.0)
+    assert M.EvalSettings.from_mapping({"use_logdepth": 1, "clip_distance": 40}).as_dict() == {
+        "use_logdepth": True, "use_scaleshift": False, "reg_factor": 3.70378, "clip_distance": 40.0}
+    with pytest.raises(ValueError, match=r"unknown evaluation settings \['clip'\]"):
+        M.EvalSettings.from_mapping({"clip": 80})
+    of_loss = M.EvalSettings.of_loss({"label_space": "logdepth", "reg_factor": 2.0, "clip_distance": 50.0})
+    assert of_loss == M.EvalSettings(use_logdepth=True, reg_factor=2.0, clip_distance=50.0)
+    assert not M.EvalSettings.of_loss({"label_space": "disparity"}).use_logdepth

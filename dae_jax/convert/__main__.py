@@ -25,6 +25,7 @@ from dae_jax.convert import (
     save_flax_params,
     verify_torch_export,
 )
+from dae_jax.eval.metrics import EvalSettings
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -44,8 +45,8 @@ def main(argv: list[str] | None = None) -> int:
                           help="write a bare state_dict (the official DAv2 layout) instead of {state_dict, config}")
     to_torch.add_argument("--use_logdepth", action="store_true", help="trainer flag for the official test script")
     to_torch.add_argument("--use_scaleshift", action="store_true", help="trainer flag for the official test script")
-    to_torch.add_argument("--reg_factor", type=float, default=3.70378)
-    to_torch.add_argument("--clip_distance", type=float, default=80.0)
+    to_torch.add_argument("--reg_factor", type=float, default=EvalSettings.reg_factor)
+    to_torch.add_argument("--clip_distance", type=float, default=EvalSettings.clip_distance)
     to_torch.add_argument("--verify", action="store_true", help="check the written file in the PyTorch reference")
     to_torch.add_argument("--verify_input", default=None, help="frames (T, H, W, C) in [0, 1] as .npy for --verify")
     args = parser.parse_args(argv)
@@ -55,7 +56,8 @@ def main(argv: list[str] | None = None) -> int:
             save_flax_params(args.output, params, config)
         else:
             params, config = load_flax_params(args.input)
-            trainer = {k: getattr(args, k) for k in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")}
+            trainer = EvalSettings(args.use_logdepth, args.use_scaleshift, args.reg_factor, args.clip_distance)
+            trainer = trainer.as_dict()
             export_torch_checkpoint(args.output, params, config, trainer=trainer, plain=args.plain)
             if args.verify:
                 frames = np.load(args.verify_input) if args.verify_input else None

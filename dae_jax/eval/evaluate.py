@@ -10,6 +10,7 @@ or an official / exported PyTorch `.pth` (converted on the fly).
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import json
 import os
@@ -25,7 +26,7 @@ from dae_jax.data.pipeline import InputConfig, iterate_sequences, read_split
 from dae_jax.eval import metrics as M
 from dae_jax.models import model_from_config
 
-TRAINER_FLAGS = ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance")
+TRAINER_FLAGS = tuple(f.name for f in dataclasses.fields(M.EvalSettings))  # a checkpoint's config['trainer']
 
 
 def load_run(workdir: str, step: int | None = None) -> tuple[dict, dict[str, Any], dict[str, Any]]:
@@ -44,10 +45,7 @@ def load_run(workdir: str, step: int | None = None) -> tuple[dict, dict[str, Any
         raise FileNotFoundError(f"no checkpoint in {directory}")
     state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
     manager.close()
-    loss = config.get("loss", {})
-    flags = {"use_logdepth": loss.get("label_space") == "logdepth", "use_scaleshift": False,
-             "reg_factor": loss.get("reg_factor", 3.70378), "clip_distance": loss.get("clip_distance", 80.0)}
-    return state["params"], config["model"], flags
+    return state["params"], config["model"], M.EvalSettings.of_loss(config.get("loss", {})).as_dict()
 
 
 def load_weights(source: str, model_overrides: Mapping[str, Any] | None = None):
@@ -87,8 +85,7 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
     teacher's relative inverse depth -> log depth); `input_transform`: applied to each input before the model
     (e.g. np.zeros_like: the events-removed control).
     """
-    flags = {"use_logdepth": False, "use_scaleshift": False, "reg_factor": 3.70378, "clip_distance": 80.0,
-             **dict(flags)}
+    flags = M.EvalSettings.from_mapping(flags).as_dict()
     model = model_from_config(model_config)
     params = jax.device_put(params)
     if model.recurrent:

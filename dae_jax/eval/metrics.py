@@ -38,10 +38,12 @@ adds run-description columns; compare by key name.)
 from __future__ import annotations
 
 import csv
+import dataclasses
 import json
 import math
 import warnings
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -67,6 +69,39 @@ METRIC_NAMES = (
 )
 PREFIXES = ("_",) + tuple(f"_{d}_" for d in CUTOFFS)
 METRIC_KEYS = tuple(prefix + name for prefix in PREFIXES for name in METRIC_NAMES)
+
+
+
+@dataclasses.dataclass(frozen=True)
+class EvalSettings:
+    """The reference test script's four flags: how a raw prediction becomes metric depth before it is scored.
+
+    Also what an exported checkpoint stores as config['trainer'], and how prediction maps outputs to metres.
+    """
+
+    use_logdepth: bool = False
+    use_scaleshift: bool = False
+    reg_factor: float = REG_FACTOR
+    clip_distance: float = CLIP_DISTANCE
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> EvalSettings:
+        """From a dict (e.g. a checkpoint's config['trainer']): absent keys take the defaults, unknown ones raise."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - names)
+        if unknown:
+            raise ValueError(f"unknown evaluation settings {unknown}; known: {sorted(names)}")
+        return cls(**{k: type(getattr(cls(), k))(v) for k, v in values.items()})
+
+    @classmethod
+    def of_loss(cls, loss: Mapping[str, Any]) -> EvalSettings:
+        """The settings of a run's label space (config.loss): log depth with its reg_factor and clip distance."""
+        return cls(use_logdepth=loss.get("label_space") == "logdepth",
+                   reg_factor=float(loss.get("reg_factor", REG_FACTOR)),
+                   clip_distance=float(loss.get("clip_distance", CLIP_DISTANCE)))
+
+    def as_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
 
 
 def _f64(x: np.ndarray) -> np.ndarray:

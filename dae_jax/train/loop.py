@@ -372,11 +372,11 @@ def _evaluate_during_training(config, workdir, student, r_state, step, best):
     """Evaluate the current params on config.eval's split; keep them in <workdir>/best when the metric improves."""
     from dae_jax.convert import save_flax_params
     from dae_jax.eval.evaluate import eval_input_config, evaluate
+    from dae_jax.eval.metrics import EvalSettings
     from dae_jax.models import model_to_config
 
     params = unreplicate(r_state.params)
-    flags = {"use_logdepth": config.loss.label_space == "logdepth", "reg_factor": config.loss.reg_factor,
-             "clip_distance": config.loss.clip_distance}
+    flags = EvalSettings.of_loss(config.loss).as_dict()
     out = str(epath.Path(workdir) / "eval" / f"step_{step}") if jax.process_index() == 0 else None
     result = evaluate(params, model_to_config(student), eval_input_config(config), flags, out, config.eval.batch_size)
     value = float(result["mean"][config.eval.metric])
