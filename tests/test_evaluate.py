@@ -81,15 +81,18 @@ def test_checkpoint_and_exported_pth_give_identical_metrics(run, dataset, tmp_pa
 
 
 def test_launch_exports_a_training_run_without_a_checkpoint_flag(run):
-    from launch import _params
+    from dae_jax.eval.metrics import EvalSettings
+    from launch import _weights
 
     c = synthetic_tiny.get_config()
-    params, model_config = _params(c, run)
+    params, model_config, settings = _weights(c, run)
     want, want_config, _ = load_weights(run)
     assert model_config == want_config
     assert jax.tree.all(jax.tree.map(np.array_equal, params, want))
+    # the run's label space (log depth) decides what its export stores, not config.export
+    assert settings == EvalSettings.of_loss(c.loss) and settings.use_logdepth == (c.loss.label_space == "logdepth")
     with pytest.raises(Exception, match="no config_train.json"):
-        _params(c, os.path.dirname(run))
+        _weights(c, os.path.dirname(run))
 
 
 def test_recurrent_state_resets_per_sequence(dataset, tmp_path):
