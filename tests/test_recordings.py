@@ -169,6 +169,82 @@ def test_evt2_time_wraps_past_34_bits(tmp_path, monkeypatch):
     assert_events_equal(open_recording(path).read_events(), events)
 
 
+def long_events(fmt: str) -> dict[str, np.ndarray]:
+    """20 000 events with runs over about a minute, from 5 s before the format's first timestamp wrap (2^34 µs for
+    EVT 2.0; 2^24 µs for EVT 3.0, which wraps three more times)."""
+    return fx.random_events(20_000, 720, 1280, seed=13, t0=(1 << (34 if fmt == "EVT2" else 24)) - 5_000_000,
+                            max_step=20_000, runs=True)
+
+
+# (WORDS_PER_BLOCK, RUN_EVENTS, MAX_RUN_EVENTS, chunk size): blocks that cut vector runs; runs of 7 or 5 events that
+# fill up inside vector words; chunks joined from runs of MAX_RUN_EVENTS; and the defaults.
+SPLITS = [(2, 7, 1 << 24, 1), (13, 7, 1 << 24, 5), (1000, 1000, 1 << 24, 12), (97, 1 << 20, 50, 120),
+          (1 << 17, 1 << 20, 1 << 24, 1 << 20)]
+
+
+@pytest.mark.parametrize("fmt", ["EVT2", "EVT3"])
+def test_raw_long_stream_decodes_exactly_however_it_is_split(tmp_path, monkeypatch, fmt):
+    """The kernel stops and resumes at block ends and when the arrays of a run are full, also inside a vector word."""
+    events = long_events(fmt)
+    payload = ENCODERS[fmt](events, noise_every=5, seed=13)
+    assert events["t"][0] < 1 << (34 if fmt == "EVT2" else 24) and events["t"][-1] - events["t"][0] > 3 * (1 << 24)
+    if fmt == "EVT3":
+        words = np.frombuffer(payload, "<u2")
+        vectors = words[(words >> 12 == 0x4) | (words >> 12 == 0x5)] & 0xFFF
+        assert np.bitwise_count(vectors).max() > 7  # some vector words hold more events than a run of 7
+    path = fx.write_raw(tmp_path / "long.raw", fx.raw_header([f"format {fmt};height=720;width=1280"], True), payload)
+    recording = open_recording(path)
+    for words_per_block, run_events, max_run_events, chunk_size in SPLITS:
+        monkeypatch.setattr(evt, "WORDS_PER_BLOCK", words_per_block)
+        monkeypatch.setattr(evt, "RUN_EVENTS", run_events)
+        monkeypatch.setattr(evt, "MAX_RUN_EVENTS", max_run_events)
+        chunks = list(recording.event_chunks(chunk_size))
+        assert all(len(c) == chunk_size for c in chunks[:-1]) and 0 < len(chunks[-1]) <= chunk_size
+        assert_events_equal(Events.concatenate(chunks), events)
+
+
+@pytest.mark.parametrize("fmt", ["EVT2", "EVT3"])
+@pytest.mark.parametrize("fault", ["outside", "back"])
+def test_raw_errors_do_not_depend_on_how_the_stream_is_split(tmp_path, monkeypatch, fmt, fault):
+    """The same message, naming the same event and word, for every split; no event from the bad one on is handed out."""
+    events = long_events(fmt)
+    bad = 12_345
+    if fault == "outside":
+        events["x"][bad] = 1300
+    else:
+        events["t"][bad] = events["t"][bad - 1] - 5_000
+    payload = ENCODERS[fmt](events, noise_every=5, seed=13)
+    path = fx.write_raw(tmp_path / "bad.raw", fx.raw_header([f"format {fmt};height=720;width=1280"], True), payload)
+    recording = open_recording(path)
+    messages = set()
+    for words_per_block, run_events, max_run_events, chunk_size in SPLITS:
+        monkeypatch.setattr(evt, "WORDS_PER_BLOCK", words_per_block)
+        monkeypatch.setattr(evt, "RUN_EVENTS", run_events)
+        monkeypatch.setattr(evt, "MAX_RUN_EVENTS", max_run_events)
+        handed_out = 0
+        with pytest.raises(RecordingError) as error:
+            for chunk in recording.event_chunks(chunk_size):
+                handed_out += len(chunk)
+        assert handed_out <= bad
+        messages.add(str(error.value))
+    assert len(messages) == 1
+    message = messages.pop()
+    assert message.startswith(f"{path}: event {bad} (byte offset ")
+    assert ("(x=1300, " in message and "outside the 1280x720 sensor" in message if fault == "outside"
+            else f"at t={events['t'][bad]} µs is earlier than the event before it" in message)
+
+
+def test_evt3_vector_x_beyond_uint16_is_named_exactly(tmp_path):
+    """A vector base advanced past 65535 by empty vector words: the error gives the true x, not a uint16 wrap."""
+    words = [0x8 << 12, 0x6 << 12, 0x0 << 12 | 5, 0x3 << 12 | 2000] + [0x4 << 12] * 6000 + [0x4 << 12 | 0b1000]
+    header = fx.raw_header(fx.NEW_EVT3_HEADER, True)
+    path = fx.write_raw(tmp_path / "far.raw", header, np.array(words, "<u2").tobytes())
+    with pytest.raises(RecordingError, match=re.escape(f"{path}: event 0 (byte offset {len(header) + 2 * 6004}) at "
+                                                       f"(x={2000 + 12 * 6000 + 3}, y=5) is outside the 1280x720 "
+                                                       f"sensor")):
+        open_recording(path).read_events()
+
+
 def test_raw_drops_events_before_the_decoder_has_time_and_row(tmp_path):
     events = fx.random_events(200, 720, 1280, seed=6, runs=True)
     orphan2 = np.array([(0x1 << 28) | (5 << 22) | (3 << 11) | 4], "<u4").tobytes()  # CD_ON before any TIME_HIGH

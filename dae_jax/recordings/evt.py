@@ -1,10 +1,12 @@
-"""Prophesee `.raw` recordings in EVT 2.0 and EVT 3.0, decoded with vectorised NumPy from the published word formats.
+"""Prophesee `.raw` recordings in EVT 2.0 and EVT 3.0, decoded from the published word formats by numba kernels.
 
 A `.raw` file is an ASCII header of lines starting with '%' (ended by the first line that does not, or by `% end`)
 followed by little-endian words: 32-bit for EVT 2.0, 16-bit for EVT 3.0. (Without `% end`, as in older files, a first
-data byte of 0x25 '%' would be read as header: the format leaves that ambiguous.) The file is decoded in blocks of words
-with the decoder state (time base, wrap count, current row, vector base) carried from block to block, so a
-recording of any length streams in bounded memory.
+data byte of 0x25 '%' would be read as header: the format leaves that ambiguous.) The file is read in blocks of words,
+and a kernel runs the format's state machine over each block in one sequential pass, with its state (time registers,
+wrap count, current row, vector base) carried from block to block, so a recording of any length streams in bounded
+memory. The kernel writes the events straight into the arrays of the chunks handed out and checks them as it goes
+(time order, inside the sensor); a block found invalid is decoded once more to name the event and its word's offset.
 
 Geometry: the header's `% format ...;width=W;height=H` or `% geometry WxH` wins (a disagreeing `sensor_size` is an
 error), then the caller's `sensor_size`, then the sensor named by `% sensor_generation` / `% generation` /
@@ -24,14 +26,15 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import numba
 import numpy as np
 
 from dae_jax.recordings import DEFAULT_CHUNK, Events, Recording, RecordingError, check_events, rechunk, sensor_geometry
 
-WORDS_PER_BLOCK = 1 << 17  # words decoded at a time (small enough for the working arrays to stay in cache)
+WORDS_PER_BLOCK = 1 << 17  # words read and decoded at a time; an invalid event raises before its block is handed out
 MAX_HEADER_LINE = 1 << 16
 
 # (height, width) of the sensors a header may name instead of giving its geometry. Tokens are matched against
@@ -151,199 +154,212 @@ class RawRecording(Recording):
     header: RawHeader
 
     def event_chunks(self, chunk_size: int = DEFAULT_CHUNK) -> Iterator[Events]:
-        return rechunk(self._decoded_blocks(), chunk_size)
+        return rechunk(self._decoded_runs(chunk_size), chunk_size)
 
-    def _decoded_blocks(self) -> Iterator[Events]:
+    def _decoded_runs(self, chunk_size: int) -> Iterator[Events]:
+        """The events in runs of `run_capacity(chunk_size)` events (the last may be shorter), each run in arrays of
+        its own. The kernel decodes straight into the arrays of the run being filled, stopping when they are full and
+        resuming there, so `rechunk` only has to slice. The kernel also validates the events; the runs completed
+        while decoding a block are handed out once the whole block has passed, so an invalid event raises before any
+        event of its block is seen."""
         word = SUPPORTED[self.header.format]
-        decoder = Evt2Decoder() if self.header.format == "EVT2" else Evt3Decoder()
-        first, last_t, start = 0, None, 0
+        dtype = np.dtype(f"<u{word}").newbyteorder("=")  # native order for the kernel: a no-op on little-endian
+        kernel = _decode_evt2 if self.header.format == "EVT2" else _decode_evt3
+        capacity = run_capacity(chunk_size)
+        state = initial_state()
+        run, filled, handed_out = _empty_run(capacity), 0, 0
+        start = 0  # words in the blocks before this one
+        block = bytearray(WORDS_PER_BLOCK * word)
         with open(self.path, "rb") as f:
             f.seek(self.header.size)
-            while block := f.read(WORDS_PER_BLOCK * word):
-                if len(block) % word:  # the file shrank since it was opened
+            while size := f.readinto(block):
+                if size % word:  # the file shrank since it was opened
                     raise RecordingError(f"{self.path}: truncated: partial word at byte offset "
-                                         f"{self.header.size + (start + len(block) // word) * word}")
-                words = np.frombuffer(block, np.dtype(f"<u{word}"))
-                events = decoder.decode(words)
-                if len(events):
-                    try:
-                        check_events(events, self.path, first, last_t, self.height, self.width)
-                    except RecordingError:
-                        offsets = self.header.size + (start + decoder.source_words()) * word
-                        check_events(events, self.path, first, last_t, self.height, self.width, offsets)
-                    first, last_t = first + len(events), int(events.t[-1])
-                    yield Events(events.x.astype(np.uint16, copy=False), events.y.astype(np.uint16, copy=False),
-                                 events.t, events.p)
+                                         f"{self.header.size + (start + size // word) * word}")
+                words = np.frombuffer(block, f"<u{word}", size // word).astype(dtype, copy=False)
+                before, first = state.copy(), handed_out + filled
+                completed, position = [], 0
+                while True:
+                    position, filled = kernel(words, position, state, *run, filled, None, self.height, self.width)
+                    if filled < capacity:  # every word of the block decoded
+                        break
+                    completed.append(Events(*run))
+                    run, filled = _empty_run(capacity), 0
+                if state[BAD]:
+                    self._raise_for_block(kernel, words, before, first, start)
+                handed_out += capacity * len(completed)
+                yield from completed
                 start += words.size
+        if filled:
+            yield Events(*(column[:filled] for column in run))
+
+    def _raise_for_block(self, kernel: Callable[..., tuple[int, int]], words: np.ndarray, before: np.ndarray,
+                         first: int, start: int) -> None:
+        """Raise check_events' error for a block the kernel found invalid. The block is decoded again from the state
+        it started with, with the word of each event (for its byte offset in the message) and int64 x (a vector's x
+        can pass the uint16 range), as the block's events; `first` events and `start` words came before it."""
+        last_t = int(before[LAST_T]) if first else None
+        bound = words.size * MAX_EVENTS_PER_WORD[self.header.format]
+        x, sources = np.empty(bound, np.int64), np.empty(bound, np.int64)
+        y, t, p = np.empty(bound, np.uint16), np.empty(bound, np.int64), np.empty(bound, np.uint8)
+        _, n = kernel(words, 0, before, x, y, t, p, 0, sources, self.height, self.width)
+        offsets = self.header.size + (start + sources[:n]) * SUPPORTED[self.header.format]
+        check_events(Events(x[:n], y[:n], t[:n], p[:n]), self.path, first, last_t, self.height, self.width, offsets)
+        raise AssertionError(f"{self.path}: the decoder flagged the block at word {start}, check_events found it valid")
 
 
-# NumPy notes for speed: gathers use `take` with int64 indices, counts use int32 cumsums (an int64 cumsum of a bool
-# array is an order of magnitude slower), selections use flatnonzero + take (boolean indexing is slower still).
-
-def _after(carried: int, values: np.ndarray) -> np.ndarray:
-    """int64 [carried, *values]: a register's value carried in from the previous block, then the values set here."""
-    out = np.empty(values.size + 1, np.int64)
-    out[0], out[1:] = carried, values
-    return out
+RUN_EVENTS = 1 << 20  # about this many events are decoded into one set of arrays when chunks are smaller
+MAX_RUN_EVENTS = 1 << 24  # larger chunks are joined from runs of this many events
+MAX_EVENTS_PER_WORD = {"EVT2": 1, "EVT3": 12}  # a VECT_12 word holds up to 12 events
 
 
-def _packed_fill(length: int, carried: int, registers: list[tuple[np.ndarray, np.ndarray, int, int]]) -> np.ndarray:
-    """Registers forward-filled over `length` words, packed in one int64: entry i is the packed value after the first
-    i words. Each register is (positions of the words that set it, the values they set, bit shift, value carried in
-    from the previous block); `carried` is the packed value at the start. Filling is one cumulative sum of the
-    changes each setting word makes, so every register's values must stay inside its bit field."""
-    changes = np.zeros(length + 1, np.int64)
-    changes[0] = carried
-    for at, values, shift, before in registers:
-        if at.size:
-            changes[at + 1] = np.diff(values.astype(np.int64), prepend=before) << shift
-    return np.cumsum(changes)
+def run_capacity(chunk_size: int) -> int:
+    """Events per run decoded for chunks of chunk_size: a whole number of chunks (so that chunks are slices of one
+    run) near RUN_EVENTS, or one chunk, or MAX_RUN_EVENTS for chunks larger than that."""
+    if chunk_size > MAX_RUN_EVENTS:
+        return MAX_RUN_EVENTS
+    return chunk_size * max(1, RUN_EVENTS // chunk_size)
 
 
-def _unwrapped(raw: np.ndarray, previous: int, loops: int, bits: int) -> tuple[np.ndarray, int]:
-    """TIME_HIGH values with wraps counted: a fall by more than half the `bits`-bit range adds 2^bits. `previous` is
-    the last raw value of the earlier blocks (-1 if none), `loops` their wrap count; returns values and new count."""
-    before = np.r_[previous if previous >= 0 else raw[:1], raw[:-1]]
-    wraps = loops + np.cumsum(raw < before - (1 << (bits - 1)))
-    return raw + (wraps << bits), int(wraps[-1]) if wraps.size else loops
+def _empty_run(capacity: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Output arrays x, y (uint16), t (int64), p (uint8) for `capacity` events (pages are touched as they fill)."""
+    return (np.empty(capacity, np.uint16), np.empty(capacity, np.uint16), np.empty(capacity, np.int64),
+            np.empty(capacity, np.uint8))
 
 
-class Evt2Decoder:
+# The decoder state carried from block to block: one int64 array, indexed by these names, updated in place by the
+# kernels. HIGH: unwrapped time high in force (-1: none yet); RAW_HIGH: its last raw value (-1: none yet); LOOPS:
+# wraps so far; LOW: EVT 3.0 time low; ROW: EVT 3.0 y (-1: none yet); BASE, BASE_P: EVT 3.0 vector base x, advanced
+# past every vector word (-1: none yet), and its polarity; DONE: bits of the vector word at the position a kernel
+# stopped at that it already emitted (its outputs were full); LAST_T: time of the last event (NO_TIME: none yet);
+# BAD: 1 once an event was out of time order or outside the sensor.
+HIGH, RAW_HIGH, LOOPS, LOW, ROW, BASE, BASE_P, DONE, LAST_T, BAD = range(10)
+NO_TIME = np.iinfo(np.int64).min
+
+
+def initial_state() -> np.ndarray:
+    """The decoder state at the start of a file."""
+    state = np.zeros(10, np.int64)
+    state[[HIGH, RAW_HIGH, ROW, BASE]] = -1
+    state[LAST_T] = NO_TIME
+    return state
+
+
+@numba.njit(cache=True, nogil=True)
+def _decode_evt2(words, position, state, x, y, t, p, n, sources, height, width):
     """EVT 2.0: 32-bit words, type in bits 31..28. CD_OFF 0x0 / CD_ON 0x1 hold timestamp bits 5..0 (27..22), x
     (21..11), y (10..0); EVT_TIME_HIGH 0x8 holds timestamp bits 33..6 (27..0); EXT_TRIGGER 0xA, OTHERS 0xE and
-    CONTINUED 0xF are skipped."""
+    CONTINUED 0xF (and any other type) are skipped.
 
-    def __init__(self) -> None:
-        self.high = -1  # unwrapped TIME_HIGH in force at the end of the last block (-1: none seen yet)
-        self.raw_high = -1
-        self.loops = 0
-        self._cd_at = np.zeros(0, np.int64)
-
-    def decode(self, words: np.ndarray) -> Events:
-        """The CD events of one block of words."""
-        kind = words >> 28
-        is_high = kind == 0x8
-        cd_at = np.flatnonzero(kind <= 0x1)
-        raw = (words.take(np.flatnonzero(is_high)) & 0x0FFFFFFF).astype(np.int64)
-        highs, loops = _unwrapped(raw, self.raw_high, self.loops, 28)
-        which = np.cumsum(is_high, dtype=np.int32).take(cd_at)  # 1 + index of the TIME_HIGH before each CD word
-        if self.high < 0:  # only the file's first block can start before a TIME_HIGH
-            placed = int(np.searchsorted(which, 1))
-            cd_at, which = cd_at[placed:], which[placed:]
-        high = _after(self.high, highs).take(which)
-        if highs.size:
-            self.high, self.raw_high, self.loops = int(highs[-1]), int(raw[-1]), loops
-        self._cd_at = cd_at
-        cd = words.take(cd_at)
-        t = (high << 6) | ((cd >> 22) & 0x3F)
-        x = ((cd >> 11) & 0x7FF).astype(np.uint16)
-        y = (cd & 0x7FF).astype(np.uint16)
-        p = (cd >> 28).astype(np.uint8)
-        return Events(x, y, t, p)
-
-    def source_words(self) -> np.ndarray:
-        """For each event of the last decoded block, the index in the block of the word it came from."""
-        return self._cd_at
-
-
-def _nth_bit_table(bits: int) -> np.ndarray:
-    """table[mask, j] = position of the j-th set bit (from bit 0 up) of a `bits`-bit mask."""
-    set_bits = (np.arange(1 << bits)[:, None] >> np.arange(bits)) & 1
-    return np.argsort(1 - set_bits, axis=1, kind="stable").astype(np.uint8)
+    Decodes words[position:] into x, y, t, p from index n on (and the index in `words` of each event's word into
+    `sources`, unless it is None: numba then compiles the kernel without it), until the words end or the outputs
+    are full. Returns (position reached, events in the outputs); `state` is updated in place.
+    """
+    high, raw_high, loops = state[HIGH], state[RAW_HIGH], state[LOOPS]
+    last_t, bad = state[LAST_T], state[BAD] != 0
+    capacity = t.size
+    if position < 0 or n < 0:  # never; saying so lets LLVM drop the negative-index handling of every access
+        raise ValueError("negative start")
+    while position < words.size:
+        word = np.int64(words[position])
+        kind = word >> 28
+        if kind <= 0x1:
+            if high >= 0:  # a CD word before the first TIME_HIGH is dropped
+                if n == capacity:
+                    break
+                time = (high << 6) | ((word >> 22) & 0x3F)
+                column, row = (word >> 11) & 0x7FF, word & 0x7FF
+                x[n], y[n], t[n], p[n] = column, row, time, kind
+                if sources is not None:
+                    sources[n] = position
+                bad |= (time < last_t) | (column >= width) | (row >= height)
+                last_t = time
+                n += 1
+        elif kind == 0x8:
+            raw = word & 0x0FFFFFFF
+            if raw_high >= 0 and raw < raw_high - (1 << 27):  # a fall by more than half the range: a wrap
+                loops += 1
+            raw_high, high = raw, raw + (loops << 28)
+        position += 1
+    state[HIGH], state[RAW_HIGH], state[LOOPS], state[LAST_T], state[BAD] = high, raw_high, loops, last_t, bad
+    return position, n
 
 
-NTH_BIT = _nth_bit_table(12).ravel()  # [mask * 12 + j]
-BASE_BIAS = 1 << 40  # keeps the packed vector base positive: more than 12 x the words of any block
+LOWEST_BIT = np.array([(m & -m).bit_length() - 1 for m in range(1 << 12)], np.int64)  # of a 12-bit mask
 
 
-class Evt3Decoder:
+@numba.njit(cache=True, nogil=True)
+def _decode_evt3(words, position, state, x, y, t, p, n, sources, height, width):
     """EVT 3.0: 16-bit words, type in bits 15..12. EVT_ADDR_Y 0x0 (y in 10..0), EVT_ADDR_X 0x2 (x in 10..0,
     polarity in 11: one event), VECT_BASE_X 0x3 (x base in 10..0, polarity in 11), VECT_12 0x4 / VECT_8 0x5 (bit k of
     the 12 / 8-bit mask: an event at base + k; the base then advances by 12 / 8), EVT_TIME_LOW 0x6 (timestamp bits
     11..0), EVT_TIME_HIGH 0x8 (timestamp bits 23..12); CONTINUED_4 0x7, EXT_TRIGGER 0xA, OTHERS 0xE and
-    CONTINUED_12 0xF are skipped.
+    CONTINUED_12 0xF (and any other type) are skipped.
 
-    The decoder's registers (time high and low, row, vector base and polarity) are forward-filled over the words of a
-    block by cumulative sums of packed changes (`_packed_fill`); each event word reads them where it stands.
+    Decodes words[position:] as _decode_evt2 does. When the outputs fill up inside a vector word, the kernel stops
+    at that word and records the bits it emitted in state[DONE], to emit the others on the next call.
     """
-
-    def __init__(self) -> None:
-        self.high = -1  # unwrapped time high in force (-1: none yet)
-        self.raw_high = -1
-        self.loops = 0
-        self.low = 0
-        self.y = -1
-        self.base = -1  # vector base x in force, advanced past every vector word so far (-1: none yet)
-        self.base_p = 0
-        self._sources: tuple[np.ndarray, np.ndarray | None] = (np.zeros(0, np.int64), None)
-
-    def decode(self, words: np.ndarray) -> Events:
-        """The CD events of one block of words."""
-        kind = words >> 12
-        ev_at = np.flatnonzero((kind == 0x2) | (kind == 0x4) | (kind == 0x5))
-        y_at, low_at, high_at, base_at = (np.flatnonzero(kind == k) for k in (0x0, 0x6, 0x8, 0x3))
-        ev = words.take(ev_at)
-        ev_kind = ev >> 12
-        single, vect_12, vect_8 = ev_kind == 0x2, ev_kind == 0x4, ev_kind == 0x5
-
-        # Time and row, packed as (time << 11) | y with time = (high << 12) | low, at every event word.
-        raw = (words.take(high_at) & 0xFFF).astype(np.int64)
-        highs, loops = _unwrapped(raw, self.raw_high, self.loops, 12)
-        high0, y0 = max(self.high, 0), max(self.y, 0)
-        time_y = _packed_fill(words.size, (((high0 << 12) | self.low) << 11) | y0, [
-            (y_at, words.take(y_at) & 0x7FF, 0, y0),
-            (low_at, words.take(low_at) & 0xFFF, 11, self.low),
-            (high_at, highs, 23, high0),
-        ])
-        ev_time_y = time_y.take(ev_at)
-
-        x0, p0 = ev & 0x7FF, ((ev >> 11) & 1).astype(np.uint8)
-        mask = np.where(vect_8, ev & 0xFF, ev & 0xFFF)
-        mask[single] = 1
-        has_vectors = not single.all()
-        if has_vectors or base_at.size:
-            # Vector base x of each vector word: its VECT_BASE_X value plus 12 / 8 for each vector word since. Held
-            # as `value - steps of the event words before the VECT_BASE_X` (+ BASE_BIAS, to stay positive) with the
-            # polarity in bit 0, so a vector word adds the steps before it.
-            step = vect_12 * np.int32(12) + vect_8 * np.int32(8)
-            steps = np.cumsum(step, dtype=np.int32)
-            base_words = words.take(base_at)
-            steps_at_base = _after(0, steps).take(np.searchsorted(ev_at, base_at))
-            carried = ((max(self.base, 0) + BASE_BIAS) << 1) | self.base_p
-            adjusted = (((base_words & 0x7FF) - steps_at_base + BASE_BIAS) << 1) | ((base_words >> 11) & 1)
-            base_fill = _packed_fill(words.size, carried, [(base_at, adjusted, 0, carried)])
-            base = base_fill.take(ev_at)
-            x0 = np.where(single, x0, (base >> 1) - BASE_BIAS + (steps - step))
-            p0 = np.where(single, p0, base & 1).astype(np.uint8)
-            if self.base < 0:  # vector words before the first VECT_BASE_X cannot be placed
-                unplaced = np.searchsorted(ev_at, base_at[0]) if base_at.size else ev.size
-                mask[:unplaced] *= single[:unplaced]
-            if self.base >= 0 or base_at.size:
-                self.base = (int(base_fill[-1]) >> 1) - BASE_BIAS + int(steps[-1] if steps.size else 0)
-                self.base_p = int(base_fill[-1]) & 1
-        # Events before the first TIME_HIGH and ADDR_Y of the file cannot be placed: they are dropped.
-        for carried_value, at in ((self.high, high_at), (self.y, y_at)):
-            if carried_value < 0:
-                mask[: np.searchsorted(ev_at, at[0]) if at.size else ev.size] = 0
-        self.low = (int(time_y[-1]) >> 11) & 0xFFF
-        if y_at.size:
-            self.y = int(time_y[-1]) & 0x7FF
-        if highs.size:
-            self.high, self.raw_high, self.loops = int(highs[-1]), int(raw[-1]), loops
-
-        if not has_vectors and mask.all():  # no vector words and nothing dropped: one event per word
-            self._sources = (ev_at, None)
-            return Events(x0, ev_time_y & 0x7FF, ev_time_y >> 11, p0)
-        # One event per set mask bit, in word order then bit order: x = x0 + position of the bit.
-        counts = np.bitwise_count(mask)
-        row = np.repeat(np.arange(ev.size), counts)
-        first = np.cumsum(counts, dtype=np.int32) - counts  # index of each word's first event
-        bit = NTH_BIT.take(mask.take(row) * 12 + (np.arange(row.size) - first.take(row)))
-        self._sources = (ev_at, row)
-        time_y = ev_time_y.take(row)
-        return Events(x0.take(row) + bit, time_y & 0x7FF, time_y >> 11, p0.take(row))
-
-    def source_words(self) -> np.ndarray:
-        """For each event of the last decoded block, the index in the block of the word it came from."""
-        ev_at, row = self._sources
-        return ev_at if row is None else ev_at.take(row)
+    high, raw_high, loops, low = state[HIGH], state[RAW_HIGH], state[LOOPS], state[LOW]
+    row, base, base_p, done = state[ROW], state[BASE], state[BASE_P], state[DONE]
+    last_t, bad = state[LAST_T], state[BAD] != 0
+    capacity = t.size
+    if position < 0 or n < 0:  # never; saying so lets LLVM drop the negative-index handling of every access
+        raise ValueError("negative start")
+    while position < words.size:
+        word = np.int64(words[position])
+        kind = word >> 12
+        if kind == 0x2:
+            if high >= 0 and row >= 0:  # events before the first TIME_HIGH and ADDR_Y are dropped
+                if n == capacity:
+                    break
+                time = (high << 12) | low
+                column = word & 0x7FF
+                x[n], y[n], t[n], p[n] = column, row, time, (word >> 11) & 1
+                if sources is not None:
+                    sources[n] = position
+                bad |= (time < last_t) | (column >= width) | (row >= height)
+                last_t = time
+                n += 1
+        elif kind == 0x0:
+            row = word & 0x7FF
+        elif kind == 0x6:
+            low = word & 0xFFF
+        elif kind == 0x4 or kind == 0x5:
+            if base >= 0:  # vector words before the first VECT_BASE_X are dropped
+                bits = word & (0xFFF if kind == 0x4 else 0xFF)
+                mask = bits & ~done
+                if mask and high >= 0 and row >= 0:
+                    time = (high << 12) | low
+                    bad |= (time < last_t) | (row >= height)  # the same for every event of the word
+                    last_t = time
+                    rest = 0
+                    if n + 12 > capacity:  # the outputs may not hold them all: keep those past their end in `rest`
+                        rest = mask
+                        for _ in range(capacity - n):
+                            rest &= rest - 1
+                        mask &= ~rest
+                    while mask:
+                        column = base + LOWEST_BIT[mask]
+                        x[n], y[n], t[n], p[n] = column, row, time, base_p
+                        if sources is not None:
+                            sources[n] = position
+                        bad |= column >= width
+                        n += 1
+                        mask &= mask - 1
+                    if rest:  # outputs full: stop at this word, with the bits emitted so far in `done`
+                        done = bits & ~rest
+                        break
+                done = 0
+                base += 12 if kind == 0x4 else 8
+        elif kind == 0x3:
+            base, base_p = word & 0x7FF, (word >> 11) & 1
+        elif kind == 0x8:
+            raw = word & 0xFFF
+            if raw_high >= 0 and raw < raw_high - (1 << 11):  # a fall by more than half the range: a wrap
+                loops += 1
+            raw_high, high = raw, raw + (loops << 12)
+        position += 1
+    state[HIGH], state[RAW_HIGH], state[LOOPS], state[LOW] = high, raw_high, loops, low
+    state[ROW], state[BASE], state[BASE_P], state[DONE] = row, base, base_p, done
+    state[LAST_T], state[BAD] = last_t, bad
+    return position, n
