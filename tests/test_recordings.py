@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 from dae_jax.recordings import Events, RecordingError, evt, open_recording, rechunk
-from dae_jax.recordings.plain import open_plain
 from tests import fixtures_recordings as fx
 
 AEDAT_SIZES = [(240, 320), (260, 346), (480, 640), (720, 1280)]  # (height, width)
@@ -402,7 +401,7 @@ def test_frames_folder_next_to_the_file(tmp_path, gray):
     elsewhere = tmp_path / "elsewhere"
     shutil.move(tmp_path / "seq_frames", elsewhere)
     assert open_recording(path).frame_timestamps.size == 0
-    assert open_plain(path, frames_dir=elsewhere).frame_timestamps.tolist() == stamps
+    assert open_recording(path, frames_dir=elsewhere).frame_timestamps.tolist() == stamps
 
 
 def test_raw_and_aedat4_without_frames_take_them_from_a_folder(tmp_path, aedat_files):
@@ -439,7 +438,7 @@ def test_frames_folder_errors_name_the_files(tmp_path):
                                                        f"000002.png) is earlier")):
         open_recording(path)
     with pytest.raises(RecordingError, match=re.escape(f"{tmp_path / 'nope'}: no such frames folder")):
-        open_plain(path, frames_dir=tmp_path / "nope")
+        open_recording(path, frames_dir=tmp_path / "nope")
 
 
 def test_plain_missing_arrays_are_named(tmp_path):

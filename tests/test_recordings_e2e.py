@@ -112,7 +112,7 @@ def test_split_rules_and_errors(tmp_path, folder):
     plain = tmp_path / "plain"
     plain.mkdir()
     for name in "abcde":
-        (plain / f"{name}.npz").write_bytes((root / "walk.aedat4").read_bytes()[:0])
+        (plain / f"{name}.npz").write_bytes(b"")  # the split rules read names only
     assert [p.stem for p in reader.list_sequences(plain, "test", 0.3)] == ["d", "e"]
     assert [p.stem for p in reader.list_sequences(plain, "train", 0.3)] == ["a", "b", "c"]
     assert reader.list_sequences(plain, "test", 0.0) == []

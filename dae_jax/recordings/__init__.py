@@ -218,7 +218,7 @@ def open_recording(path: str | Path, sensor_size: tuple[int, int] | None = None,
     elif suffix in (".h5", ".hdf5", ".npz"):
         from dae_jax.recordings import plain
 
-        recording = plain.open_plain(path, sensor_size, frames_dir)
+        recording = plain.open_plain(path, sensor_size)
     else:
         raise RecordingError(f"{path}: unknown recording format {suffix!r}; expected one of {', '.join(EXTENSIONS)}")
     folder = Path(frames_dir) if frames_dir is not None else frames_beside(path)

@@ -11,8 +11,7 @@ Geometry: `width` / `height` attributes (of the HDF5 file or its `events` group)
 are rounded to whole µs (`t_unit` 's' also scales integer timestamps). Polarity: bool, {0, 1} or {-1, +1}, mapped to
 {0, 1}; coordinates must be whole, non-negative numbers.
 
-Frames: the folder `<file path without its suffix>_frames/` next to the file (or `frames_dir`), holding `*.png` /
-`*.jpg` images, taken in name order, and `timestamps.txt`, one integer µs per line, one line per image.
+Frames: these files hold none; `open_recording` takes them from a folder beside the file (`frame_folder`).
 """
 
 from __future__ import annotations
@@ -31,8 +30,6 @@ from dae_jax.recordings import (
     Recording,
     RecordingError,
     check_events,
-    frame_folder,
-    frames_beside,
     sensor_geometry,
 )
 
@@ -46,9 +43,8 @@ def _text(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def open_plain(path: str | Path, sensor_size: tuple[int, int] | None = None,
-               frames_dir: str | Path | None = None) -> Recording:
-    """Open an HDF5 or NPZ file of x, y, t, p arrays (see the module docstring for layouts, units and frames)."""
+def open_plain(path: str | Path, sensor_size: tuple[int, int] | None = None) -> Recording:
+    """Open an HDF5 or NPZ file of x, y, t, p arrays (see the module docstring for layouts and units)."""
     path = Path(path)
     if not path.is_file():
         raise RecordingError(f"{path}: no such recording file")
@@ -60,11 +56,7 @@ def open_plain(path: str | Path, sensor_size: tuple[int, int] | None = None,
     else:
         raise RecordingError(f"{path}: unknown plain recording format {suffix!r}; expected .h5, .hdf5 or .npz")
     height, width = sensor_geometry(path, columns.geometry, sensor_size, "width / height attributes")
-    folder = Path(frames_dir) if frames_dir is not None else frames_beside(path)
-    if frames_dir is not None and not folder.is_dir():
-        raise RecordingError(f"{folder}: no such frames folder")
-    images, stamps = frame_folder(folder) if folder.is_dir() else ([], np.zeros(0, np.int64))
-    return PlainRecording(path, height, width, stamps, images, columns=columns)
+    return PlainRecording(path, height, width, columns=columns)
 
 
 class _Columns:

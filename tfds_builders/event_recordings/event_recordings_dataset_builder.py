@@ -54,12 +54,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         c, root = self.builder_config, dl_manager.manual_dir
         paths = {split: reader.list_sequences(root, split, c.test_fraction) for split in reader.SPLITS}
-        sizes = {p.name: reader.sensor_size(p, c.sensor_size) for seqs in paths.values() for p in seqs}
+        described = {p: reader.describe(p, c.window_us, c.sensor_size) for seqs in paths.values() for p in seqs}
+        sizes = {p.name: d[:2] for p, d in described.items()}
         if len(set(sizes.values())) > 1:
             raise DatasetFormatError(f"{root}: recordings of different sensor sizes (height, width): {sizes}")
         height, width = next(iter(sizes.values()))
-        names = {split: [(p.stem, reader.num_frames(p, c.window_us, c.sensor_size)) for p in seqs]
-                 for split, seqs in paths.items()}
+        names = {split: [(p.stem, described[p][2]) for p in seqs] for split, seqs in paths.items()}
         self.info.metadata.update(dataset_metadata(names, height, width, c.event_format))
         return {split: self._generate_examples(seqs, height, width) for split, seqs in paths.items() if seqs}
 

@@ -77,15 +77,10 @@ def _kept_frames(recording: Recording, window_us: int) -> np.ndarray:
     return recording.frame_timestamps - window_us >= first
 
 
-def num_frames(path: Path, window_us: int = WINDOW_US, sensor_size: tuple[int, int] | None = None) -> int:
-    """Examples the recording gives (its frames with a full window of events before them)."""
-    return int(_kept_frames(open_recording(path, sensor_size), window_us).sum())
-
-
-def sensor_size(path: Path, size: tuple[int, int] | None = None) -> tuple[int, int]:
-    """(height, width) of the recording's sensor."""
-    recording = open_recording(path, size)
-    return recording.height, recording.width
+def describe(path: Path, window_us: int = WINDOW_US, sensor_size: tuple[int, int] | None = None) -> tuple[int, ...]:
+    """(height, width, examples) of a recording, opened once (an AEDAT4 file decodes its frames to time them)."""
+    recording = open_recording(path, sensor_size)
+    return recording.height, recording.width, int(_kept_frames(recording, window_us).sum())
 
 
 def read_sequence(path: Path, window_us: int = WINDOW_US,
