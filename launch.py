@@ -61,20 +61,17 @@ class _QuietLibraries(pylogging.Filter):
 
 
 def _weights(config, workdir: str):
-    """(params, model config, evaluation settings) of config.checkpoint (settings: config.export's), or else of the
-    training run in workdir (its latest step; settings: those of its label space)."""
-    from dae_jax.convert import load_params
-    from dae_jax.eval.evaluate import TRAINER_FLAGS, load_run
+    """The weights a mode runs: config.checkpoint, or else this workdir's training run (its latest step); settings
+    the source does not store come from config.export."""
     from dae_jax.eval.metrics import EvalSettings
+    from dae_jax.weights import is_run, resolve
 
-    if config.checkpoint:
-        params, model_config = load_params(config.checkpoint, config.model.to_dict())
-        return params, model_config, EvalSettings.from_mapping({k: config.export[k] for k in TRAINER_FLAGS})
-    if os.path.isfile(os.path.join(workdir, "config_train.json")):
-        params, model_config, settings = load_run(workdir)
-        return params, model_config, EvalSettings.from_mapping(settings)
-    raise app.UsageError("--config.checkpoint is required for this mode (a .pth, .safetensors or params file) "
-                         f"unless --workdir is a training run; {workdir} has no config_train.json")
+    source = config.checkpoint or workdir
+    if not config.checkpoint and not is_run(workdir):
+        raise app.UsageError("--config.checkpoint is required for this mode (a .pth, .safetensors or params file) "
+                             f"unless --workdir is a training run; {workdir} has no config_train.json")
+    return resolve(source, fallback=EvalSettings.from_mapping(
+        {k: config.export[k] for k in EvalSettings.names()}))
 
 
 def main(argv: list[str]) -> None:
@@ -86,7 +83,7 @@ def main(argv: list[str]) -> None:
         logging.set_verbosity(logging.WARNING)
     config, workdir = FLAGS.config, FLAGS.workdir
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)  # a local path or a bucket (gs://...)
-    if jax.process_index() == 0:
+    if jax.process_index() == 0 and FLAGS.mode != "train":  # the trainer writes config_train.json itself
         (epath.Path(workdir) / f"config_{FLAGS.mode}.json").write_text(json.dumps(config.to_dict(), indent=2))
     if FLAGS.mode == "demo":
         from dae_jax.demo import run_demo
@@ -105,10 +102,10 @@ def main(argv: list[str]) -> None:
 
         train(config, workdir)
     elif FLAGS.mode == "eval":
-        from dae_jax.eval.evaluate import eval_input_config, evaluate, load_weights
+        from dae_jax.eval.evaluate import eval_input_config, evaluate
 
-        params, model_config, trainer_flags = load_weights(config.checkpoint or workdir, None)
-        result = evaluate(params, model_config, eval_input_config(config), trainer_flags,
+        w = _weights(config, workdir)
+        result = evaluate(w.params, w.model_config, eval_input_config(config), w.settings,
                           os.path.join(workdir, "eval"), config.eval.batch_size, config.eval.pictures,
                           config.eval.gif)
         logging.info("MEAN abs_rel %.4f  RMSE %.3f  delta1 %.4f", result["mean"]["_abs_rel_diff"],
@@ -116,9 +113,9 @@ def main(argv: list[str]) -> None:
     elif FLAGS.mode == "export":
         from dae_jax.convert import export_torch_checkpoint
 
-        params, model_config, settings = _weights(config, workdir)
+        w = _weights(config, workdir)
         path = config.export.path or os.path.join(workdir, "export", "model.pth")
-        export_torch_checkpoint(path, params, model_config, trainer=settings.as_dict(), plain=config.export.plain)
+        export_torch_checkpoint(path, w.params, w.model_config, w.settings, plain=config.export.plain)
         logging.info("wrote %s", path)
     elif FLAGS.mode == "predict":
         from dae_jax.predict import is_recording, predict_files, predict_recording, window_spec
@@ -127,17 +124,17 @@ def main(argv: list[str]) -> None:
         p = config.predict
         if not p.input:
             raise app.UsageError("--config.predict.input is required for --mode=predict (a recording or a folder)")
-        params, model_config, settings = _weights(config, workdir)
+        w = _weights(config, workdir)
         output = os.path.join(workdir, "predictions")
         if is_recording(p.input):
             spec = window_spec(p.window, p.duration_ms, p.stride_ms, p.count)
             videos = [v for v in p.video.split(",") if v]
-            result = predict_recording(Predictor(params, model_config), p.input, output, spec, settings.as_dict(),
+            result = predict_recording(Predictor(w.params, w.model_config), p.input, output, spec, w.settings,
                                        p.batch_size, videos, p.sensor_size, p.near_m, p.far_m)
             logging.info("wrote %d depth maps to %s (%.1f windows/s, real-time factor %.2fx)", result["windows"],
                          output, result["windows_per_s"], result["real_time_factor"])
         else:
-            out = predict_files(params, model_config, p.input, output, p.near_m, p.far_m)
+            out = predict_files(w.params, w.model_config, p.input, output, p.near_m, p.far_m)
             logging.info("wrote %d pictures to %s", len(out), output)
 
 if __name__ == "__main__":

@@ -74,8 +74,9 @@ def get_config() -> ml_collections.ConfigDict:
         every=0, dataset_dir="", split="test", crop=None, metric="_abs_rel_diff", higher_is_better=False,
         batch_size=8, pictures=0, gif=False,
     ))
-    # --mode=export: where to write (default <workdir>/export/model.pth) and, for weights given by config.checkpoint,
-    # the evaluation settings stored with them (a training run's export stores those of its label space).
+    # --mode=export: where to write (default <workdir>/export/model.pth). The evaluation settings are those of the
+    # weights (a training run's label space, a .pth's config['trainer']); these fill in what the weights do not
+    # store (a bare .pth, older params files), for export, eval and predict alike.
     c.export = ml_collections.ConfigDict(dict(
         path="", plain=False, use_logdepth=True, use_scaleshift=False, reg_factor=REG_FACTOR,
         clip_distance=CLIP_DISTANCE,
@@ -85,7 +86,7 @@ def get_config() -> ml_collections.ConfigDict:
     # (duration_ms long, one every stride_ms; 0: back to back), 'count' (count events each) or 'frames' (the
     # duration_ms before each of its frames); depth of a log-depth model in metres by config.export's flags.
     c.predict = ml_collections.ConfigDict(dict(
-        input="", near_m=2.0, far_m=80.0, window="duration", duration_ms=50.0, stride_ms=0.0, count=0,
+        input="", near_m=2.0, far_m=CLIP_DISTANCE, window="duration", duration_ms=50.0, stride_ms=0.0, count=0,
         batch_size=8, video="mp4", sensor_size=ml_collections.config_dict.placeholder(tuple),
     ))
     return c

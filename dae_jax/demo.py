@@ -33,6 +33,7 @@ from absl import logging
 
 from dae_jax.data.pipeline import InputConfig, iterate_sequences
 from dae_jax.eval import metrics as M
+from dae_jax.weights import Weights
 
 STUDENT_NAMES = {"dav2": "DepthAnyEvent (DAv2)", "recdav2": "DepthAnyEvent-R"}
 LABEL_NAMES = {"distill": "distilled (teacher's proxy labels)", "supervised": "supervised (ground truth)",
@@ -88,15 +89,12 @@ def _stage_config(config: Any, dataset_dir: str, **changes: Any) -> ml_collectio
     return c
 
 
-def _train_stage(c: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict[str, Any], dict[str, Any]]:
-    """Train (or resume / skip when finished) in workdir; (params, model config, evaluation flags) of the result."""
-    from dae_jax.eval.evaluate import load_run
+def _train_stage(c: ml_collections.ConfigDict, workdir: str) -> Weights:
+    """Train (or resume / skip when finished) in workdir; the weights of the result."""
     from dae_jax.train.checkpoint import Checkpointer
     from dae_jax.train.loop import train
+    from dae_jax.weights import resolve
 
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config_train.json"), "w") as f:
-        json.dump(c.to_dict(), f, indent=2)
     train(c, workdir)
     checkpointer = Checkpointer(workdir, c.train.keep_checkpoints)
     step = checkpointer.latest_step()
@@ -104,7 +102,7 @@ def _train_stage(c: ml_collections.ConfigDict, workdir: str) -> tuple[dict, dict
     if step is None or step < c.train.num_steps:  # SIGTERM: the trainer saved and returned early
         raise InterruptedError(f"{workdir} stopped at step {step} of {c.train.num_steps} (SIGTERM); run the same "
                                "command again to resume")
-    return load_run(workdir)
+    return resolve(workdir)
 
 
 def student_config(config: Any, dataset_dir: str, student: str, objective: str, teacher: tuple[str, dict] | None,
@@ -164,10 +162,10 @@ def train_teacher(config: Any, workdir: str) -> tuple[str, dict]:
 
     data_dir = os.path.join(workdir, "data")
     dataset_dir = build_dataset(config.demo.teacher.world, data_dir, with_events=False)
-    params, model_config, _ = _train_stage(teacher_config(config, dataset_dir), os.path.join(workdir, "train"))
+    trained = _train_stage(teacher_config(config, dataset_dir), os.path.join(workdir, "train"))
     path = os.path.join(workdir, "teacher.msgpack")
-    save_flax_params(path, params, model_config)
-    return path, model_config
+    save_flax_params(path, trained.params, trained.model_config, trained.settings)
+    return path, trained.model_config
 
 
 def _teacher(config: Any, workdir: str, stages: _Stages) -> tuple[str, dict]:
@@ -233,19 +231,19 @@ def no_input_control(config: Any, dataset_dir: str) -> dict[str, Any]:
 def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, dict]:
     """Evaluate the no-input control, the teacher's proxy labels, each student with its initial weights, every
     trained student, and each distilled student with its events removed."""
-    from dae_jax.convert import load_params
     from dae_jax.eval.evaluate import evaluate
     from dae_jax.models import model_to_config
     from dae_jax.train.loop import build_student
+    from dae_jax.weights import resolve
 
-    flags = M.EvalSettings.of_loss(config.loss).as_dict()
+    flags = M.EvalSettings.of_loss(config.loss)
     data = _test_frames(config, dataset_dir)
     common = dict(batch_size=config.eval.batch_size, pictures=config.eval.pictures, gif=config.eval.gif)
     logging.info("evaluating the no-input control (the mean training depth map)")
     results = {"no_input": no_input_control(config, dataset_dir)}
-    params, model_config = load_params(teacher[0], teacher[1])
+    t = resolve(*teacher)
     logging.info("evaluating the teacher's proxy labels on the test RGB frames")
-    results["teacher"] = evaluate(params, model_config, data, flags, os.path.join(workdir, "eval", "teacher"),
+    results["teacher"] = evaluate(t.params, t.model_config, data, flags, os.path.join(workdir, "eval", "teacher"),
                                   input_key="rgb", transform=_teacher_labels_as_logdepth(config.loss.to_dict()),
                                   **common)
     for student in config.demo.students:
@@ -255,15 +253,16 @@ def _evaluate_all(config, dataset_dir, workdir, teacher, trained) -> dict[str, d
         results[f"{student}/untrained"] = evaluate(params, model_to_config(model), data, flags,
                                                    os.path.join(workdir, "eval", f"{student}_untrained"), **common)
         for objective in config.demo.objectives:
-            params, model_config, _ = trained[(student, objective)]
+            w = trained[(student, objective)]
             logging.info("evaluating %s, %s", STUDENT_NAMES[student], objective)
-            results[f"{student}/{objective}"] = evaluate(params, model_config, data, flags,
+            results[f"{student}/{objective}"] = evaluate(w.params, w.model_config, data, flags,
                                                          os.path.join(workdir, "eval", f"{student}_{objective}"),
                                                          **common)
             if objective == "distill":
                 logging.info("evaluating %s, distilled, with its events removed", STUDENT_NAMES[student])
                 results[f"{student}/distill_no_events"] = evaluate(
-                    params, model_config, data, flags, os.path.join(workdir, "eval", f"{student}_distill_no_events"),
+                    w.params, w.model_config, data, flags,
+                    os.path.join(workdir, "eval", f"{student}_distill_no_events"),
                     input_transform=np.zeros_like, **common)
     return results
 
@@ -284,12 +283,12 @@ def _export_and_check(config, dataset_dir, workdir, trained) -> dict[str, Any]:
     for student in config.demo.students:
         if (student, "distill") not in trained:
             continue
-        params, model_config, flags = trained[(student, "distill")]
+        w = trained[(student, "distill")]
         path = os.path.join(workdir, "export", f"{student}_distilled.pth")
-        export_torch_checkpoint(path, params, model_config, trainer=flags)
+        export_torch_checkpoint(path, w.params, w.model_config, w.settings)
         entry: dict[str, Any] = {"path": path}
         if torch is not None:
-            entry["max_rel_diff"] = verify_torch_export(path, params, model_config, frames)
+            entry["max_rel_diff"] = verify_torch_export(path, w.params, w.model_config, frames)
             logging.info("%s: %s, PyTorch reference vs JAX on %d test frames: max rel diff %.2e",
                          STUDENT_NAMES[student], path, len(frames), entry["max_rel_diff"])
             if not entry["max_rel_diff"] <= PARITY_LIMIT:

@@ -82,9 +82,10 @@ def label_dataset(teacher_checkpoint: str, teacher_model: Mapping[str, Any], dat
                   splits: Sequence[str], output: str = "", batch_size: int = 8, chunk_size: int = 64) -> str:
     """Label `splits` of the dataset with the teacher's weights file (resuming a killed job); returns the label
     directory. batch_size is global (over all devices of all hosts); chunk_size records make one file."""
-    from dae_jax.convert import load_params
+    from dae_jax.weights import resolve
 
-    params, model_config = load_params(teacher_checkpoint, dict(teacher_model))
+    teacher = resolve(teacher_checkpoint, dict(teacher_model))
+    params, model_config = teacher.params, teacher.model_config
     source = {"checkpoint": os.path.abspath(teacher_checkpoint), "sha256": L.weights_fingerprint(teacher_checkpoint)}
     return label_with(params, model_config, source, dataset_dir, splits, output, batch_size, chunk_size)
 

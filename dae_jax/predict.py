@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from dae_jax.eval.metrics import CLIP_DISTANCE, REG_FACTOR, logdepth_to_depth
+from dae_jax.eval.metrics import CLIP_DISTANCE, EvalSettings, logdepth_to_depth
 from dae_jax.eval.visualize import colorize_depth, colorize_relative, event_image
 from dae_jax.predictor import Predictor
 from dae_jax.recordings import DEFAULT_CHUNK, EXTENSIONS, open_recording
@@ -46,32 +46,31 @@ def read_input(path: str) -> np.ndarray:
     return np.asarray(Image.open(path).convert("RGB"), np.float32) / 255.0
 
 
-def to_metres(raw: np.ndarray, flags: Mapping[str, Any]) -> np.ndarray:
+def to_metres(raw: np.ndarray, settings: EvalSettings) -> np.ndarray:
     """A log-depth model's output as the protocol maps it to metres (per-frame max at the clip); others as they are."""
-    if flags.get("use_logdepth"):
-        reg, clip = flags.get("reg_factor", REG_FACTOR), flags.get("clip_distance", CLIP_DISTANCE)
-        return logdepth_to_depth(raw, reg, clip).astype(np.float32)
+    if settings.use_logdepth:
+        return logdepth_to_depth(raw, settings.reg_factor, settings.clip_distance).astype(np.float32)
     return raw
 
 
 class _Outputs:
     """Writes each prediction's .npy and .png, the timestamps and the videos, and prints progress."""
 
-    def __init__(self, output_dir: str, official: bool, flags: Mapping[str, Any], video: Iterable[str],
+    def __init__(self, output_dir: str, official: bool, settings: EvalSettings, video: Iterable[str],
                  fps: float, near_m: float, far_m: float):
         unknown = sorted(set(video) - set(VIDEO_FORMATS))
         if unknown:
             raise ValueError(f"video formats must be among {VIDEO_FORMATS}, got {unknown}")
         self.dir = output_dir
         os.makedirs(os.path.join(output_dir, "depth"), exist_ok=True)
-        self.official, self.flags, self.near_m, self.far_m, self.fps = official, flags, near_m, far_m, fps
+        self.official, self.settings, self.near_m, self.far_m, self.fps = official, settings, near_m, far_m, fps
         self.video, self._mp4, self._gif = tuple(video), None, []
         self._stamps = open(os.path.join(output_dir, "timestamps.txt"), "w")
         self.count, self._t0, self._last_print = 0, time.perf_counter(), 0.0
         self.start_us = self.last_us = None  # the recording's first event; the latest window's end
 
     def add(self, index: int, t_us: int, encoding: np.ndarray, raw: np.ndarray) -> None:
-        depth = raw if self.official else to_metres(raw, self.flags)
+        depth = raw if self.official else to_metres(raw, self.settings)
         np.save(os.path.join(self.dir, "depth", f"{index:06d}.npy"), depth)
         picture = colorize_relative(depth) if self.official else colorize_depth(depth, self.near_m, self.far_m)
         Image.fromarray(picture).save(os.path.join(self.dir, "depth", f"{index:06d}.png"))
@@ -125,16 +124,18 @@ class _Outputs:
 
 def predict_recording(
     predictor: Predictor, path: str, output_dir: str, spec: WindowSpec = DEFAULT_WINDOW,
-    flags: Mapping[str, Any] | None = None, batch_size: int = 8, video: Iterable[str] = ("mp4",),
-    sensor_size: tuple[int, int] | None = None, near_m: float = 2.0, far_m: float = 80.0, fps: float | None = None,
+    settings: EvalSettings | None = None, batch_size: int = 8, video: Iterable[str] = ("mp4",),
+    sensor_size: tuple[int, int] | None = None, near_m: float = 2.0, far_m: float = CLIP_DISTANCE,
+    fps: float | None = None,
 ) -> dict[str, Any]:
     """Predict every window of the recording at `path`; returns windows, wall_s, windows_per_s, real_time_factor
-    (wall time from the start, including the predictor's compilation on its first call with these shapes)."""
+    (wall time from the start, including the predictor's compilation on its first call with these shapes).
+    `settings` map a log-depth output to metres (None: the raw output is written)."""
     recording = open_recording(path, sensor_size)
     windower = EventWindower(spec, recording.frame_timestamps if spec.mode == "frames" else None)
     if fps is None:
         fps = 1e6 / (spec.stride_us or spec.duration_us) if spec.mode == "duration" else 20.0
-    out = _Outputs(output_dir, predictor.model.official, flags or {}, video, fps, near_m, far_m)
+    out = _Outputs(output_dir, predictor.model.official, settings or EvalSettings(), video, fps, near_m, far_m)
     pending: list[Window] = []
     state = None
 
@@ -166,7 +167,7 @@ def predict_recording(
 
 def predict_files(
     params: Mapping, model_config: Mapping[str, Any], input_dir: str, output_dir: str,
-    near_m: float = 2.0, far_m: float = 80.0,
+    near_m: float = 2.0, far_m: float = CLIP_DISTANCE,
 ) -> list[str]:
     """Predict every `.npy`/`.png` in `input_dir`; write `<name>.npy` (depth) and `<name>.png` (colour)."""
     files = sorted(glob.glob(os.path.join(input_dir, "*.npy")) + glob.glob(os.path.join(input_dir, "*.png")))
@@ -200,7 +201,7 @@ def window_spec(mode: str, duration_ms: float, stride_ms: float, count: int) -> 
 
 def main(argv: list[str] | None = None) -> int:
     """Parse, predict, print where the outputs went."""
-    from dae_jax.eval.evaluate import load_weights
+    from dae_jax.weights import resolve
 
     parser = argparse.ArgumentParser(prog="python -m dae_jax.predict", description=__doc__.splitlines()[0])
     parser.add_argument("--weights", required=True, help="a training workdir, a params file or a .pth/.safetensors")
@@ -214,14 +215,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--batch_size", type=int, default=8)
     parser.add_argument("--video", default="mp4", help="comma-separated among mp4, gif; '' for none")
     args = parser.parse_args(argv)
-    params, model_config, flags = load_weights(args.weights)
+    w = resolve(args.weights)
     if not is_recording(args.input):
-        written = predict_files(params, model_config, args.input, args.output)
+        written = predict_files(w.params, w.model_config, args.input, args.output)
         print(f"wrote {len(written)} pictures to {args.output}")
         return 0
     spec = window_spec(args.window, args.duration_ms, args.stride_ms, args.count)
-    result = predict_recording(Predictor(params, model_config), args.input, args.output, spec, flags, args.batch_size,
-                               [v for v in args.video.split(",") if v], args.sensor_size)
+    result = predict_recording(Predictor(w.params, w.model_config), args.input, args.output, spec, w.settings,
+                               args.batch_size, [v for v in args.video.split(",") if v], args.sensor_size)
     print(f"wrote {result['windows']} depth maps to {args.output} ({result['windows_per_s']:.1f} windows/s, "
           f"real-time factor {result['real_time_factor']:.2f}x)")
     return 0

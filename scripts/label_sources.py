@@ -32,12 +32,13 @@ def main() -> None:
     parser.add_argument("--students", default="dav2,recdav2")
     args = parser.parse_args()
     logging.set_verbosity(logging.INFO)
-    from dae_jax.convert import load_params
     from dae_jax.data.labels import weights_fingerprint
     from dae_jax.eval.evaluate import evaluate
+    from dae_jax.eval.metrics import EvalSettings
     from dae_jax.label import label_dataset
     from dae_jax.models import model_to_config
     from dae_jax.train.loop import build_student
+    from dae_jax.weights import resolve
 
     config = demo_config.get_config()
     workdir = os.path.abspath(args.workdir)
@@ -50,12 +51,12 @@ def main() -> None:
     labels = label_dataset(*teacher, dataset_dir, [config.data.split],
                            os.path.join(workdir, "labels", weights_fingerprint(teacher[0])[:12]),
                            config.label.batch_size, config.label.chunk_size)
-    flags = {"use_logdepth": True, "use_scaleshift": False, "reg_factor": config.loss.reg_factor,
-             "clip_distance": config.loss.clip_distance}
+    flags = EvalSettings.of_loss(config.loss)
     data = demo._test_frames(config, dataset_dir)
+    t = resolve(*teacher)
     rows = [("No input: mean training log-depth map", "(control)", demo.no_input_control(config, dataset_dir)),
             ("Teacher (its proxy labels, whole frames)", "", evaluate(
-        *load_params(*teacher), data, flags, None, config.eval.batch_size, input_key="rgb",
+        t.params, t.model_config, data, flags, None, config.eval.batch_size, input_key="rgb",
         transform=demo._teacher_labels_as_logdepth(config.loss.to_dict())))]
     for student in students:
         name = demo.STUDENT_NAMES[student]
@@ -65,8 +66,8 @@ def main() -> None:
                                     ("_teacher_in_step", "distilled, teacher in the step (teacher saw the crop)", "")):
             stages.begin(f"{student}_distill{suffix}", f"{name}: {how}")
             c = demo.student_config(config, dataset_dir, student, "distill", teacher, source)
-            params, model_config, _ = demo._train_stage(c, os.path.join(workdir, f"{student}_distill{suffix}"))
-            rows.append((name, how, evaluate(params, model_config, data, flags)))
+            w = demo._train_stage(c, os.path.join(workdir, f"{student}_distill{suffix}"))
+            rows.append((name, how, evaluate(w.params, w.model_config, data, flags)))
     stages.end()
     header = "| model | labels | " + " | ".join(c[0] for c in demo.TABLE_COLUMNS) + " |"
     lines = [header, "|" + "---|" * (len(demo.TABLE_COLUMNS) + 2)]

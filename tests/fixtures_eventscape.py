@@ -103,11 +103,12 @@ def write_sequence(split_dir: Path, town: str = "Town05", sequence: str = "seque
 
 
 def write_root(root: Path, num_frames: int = 3) -> dict[str, list[Path]]:
-    """A root with all three split folders: train Town01-03 (Town01 has sequence_2 and sequence_10), val, test."""
+    """A root with all three split folders: train Town01-03 (Town01 has sequence_2 and sequence_10),
+    validation, test."""
     layout = {
         "train": ("Town01-03_train", [("Town01", "sequence_10"), ("Town01", "sequence_2"), ("Town02", "sequence_0"),
                                       ("Town03", "sequence_5")]),
-        "val": ("Town05_val", [("Town05", "sequence_1")]),
+        "validation": ("Town05_val", [("Town05", "sequence_1")]),
         "test": ("Town05_test", [("Town05", "sequence_3")]),
     }
     written = {}

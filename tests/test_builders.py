@@ -161,8 +161,8 @@ def test_eventscape_builder_from_release_layout(tmp_path):
     assert (meta["height"], meta["width"]) == (256, 512)
     assert [n for n, _ in meta["sequences"]["train"]] == [
         "Town01/sequence_2", "Town01/sequence_10", "Town02/sequence_0", "Town03/sequence_5"]
-    for split, reader_split in (("train", "train"), ("validation", "val"), ("test", "test")):
-        expected = [ex for p in eventscape.list_sequences(root, reader_split) for ex in eventscape.read_sequence(p)]
+    for split in ("train", "validation", "test"):  # the reader's split names are the builder's
+        expected = [ex for p in eventscape.list_sequences(root, split) for ex in eventscape.read_sequence(p)]
         got = _records(built, split)
         assert len(got) == len(expected) > 0
         for ex, rec in zip(expected, got, strict=True):
@@ -170,3 +170,25 @@ def test_eventscape_builder_from_release_layout(tmp_path):
             np.testing.assert_array_equal(rec["encoding"], tencode(ev["x"], ev["y"], ev["p"], ev["t"], 256, 512))
             np.testing.assert_array_equal(rec["depth"], ex["depth"])
             np.testing.assert_array_equal(rec["rgb"], ex["rgb"])
+
+
+def test_readers_share_one_interface_and_one_split_vocabulary():
+    import types
+
+    from dae_jax.data.readers import SPLIT_NAMES, SequenceReader, dsec, eventscape, mvsec
+    from tfds_builders.common import ReaderBuilder
+
+    for reader in (mvsec, dsec, eventscape):
+        assert isinstance(reader, SequenceReader)
+        assert set(reader.SPLITS) <= set(SPLIT_NAMES) and "train" in reader.SPLITS
+    assert eventscape.sequence_name("/r/Town05_val/Town05/sequence_3") == "Town05/sequence_3"
+    assert mvsec.sequence_name("/r/mvsec_dataset_day2/train") == "mvsec_dataset_day2/train"
+    assert dsec.sequence_name("/r/train/zurich_city_00_a") == "zurich_city_00_a"
+    half = types.SimpleNamespace(SPLITS={"train": ()}, list_sequences=len, num_frames=len)
+    with pytest.raises(TypeError, match=r"READER is not a SequenceReader \(missing \['sequence_name', "
+                                        r"'read_sequence', 'verify'\]\)"):
+        type("Broken", (ReaderBuilder,), {"READER": half})
+    other = types.SimpleNamespace(__name__="odd", SPLITS={"val": ()}, list_sequences=len, sequence_name=str,
+                                  num_frames=len, read_sequence=iter, verify=len)
+    with pytest.raises(TypeError, match=r"odd names splits \['val'\] outside"):
+        type("Odd", (ReaderBuilder,), {"READER": other})

@@ -208,7 +208,7 @@ def test_cli_round_trip_msgpack_and_orbax(vits_checkpoint, tmp_path, capsys):
     path, sd = vits_checkpoint
     for flax_out in (str(tmp_path / "params.msgpack"), str(tmp_path / "orbax_params")):
         assert convert_cli(["to-flax", path, flax_out]) == 0
-        params, config = load_flax_params(flax_out)
+        params, config, _ = load_flax_params(flax_out)
         assert config["model_type"] == "RecDAv2"
         out = str(tmp_path / "back.pth")
         assert convert_cli(["to-torch", flax_out, out, "--use_logdepth", "--clip_distance", "80"]) == 0
@@ -218,7 +218,7 @@ def test_cli_round_trip_msgpack_and_orbax(vits_checkpoint, tmp_path, capsys):
         assert_same_state(sd, loaded["state_dict"])
     assert "wrote" in capsys.readouterr().out
     assert convert_cli(["to-flax", str(tmp_path / "nope.pth"), str(tmp_path / "x.msgpack")]) == 2
-    assert "checkpoint not found" in capsys.readouterr().err
+    assert "weights not found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("model_type", ["DAv2", "RecDAv2"])

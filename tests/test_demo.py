@@ -254,8 +254,8 @@ def test_the_controls_are_what_they_say(demo_run):
     from dae_jax.data.pipeline import iterate_sequences
     from dae_jax.demo import _test_frames
     from dae_jax.eval import metrics as M
-    from dae_jax.eval.evaluate import load_run
     from dae_jax.models import model_from_config
+    from dae_jax.weights import resolve
 
     config, workdir, summary = demo_run
     dataset_dir = summary["dataset_dir"]
@@ -270,7 +270,8 @@ def test_the_controls_are_what_they_say(demo_run):
         blind.add(record["sequence"].decode(), M.evaluate_frame(mean_map, np.asarray(record["depth"]), True))
     for key in ("_abs_rel_diff", "_RMS_linear", "_threshold_delta_1.25"):
         assert summary["table"]["no_input"][key] == pytest.approx(blind.overall_mean()[key], rel=1e-6)
-    params, model_config, flags = load_run(os.path.join(workdir, "recdav2_distill"))
+    w = resolve(os.path.join(workdir, "recdav2_distill"))
+    params, model_config = w.params, w.model_config
     model = model_from_config(model_config)
     acc = M.SequenceAccumulator()
     for name, frames in iterate_sequences(_test_frames(config, dataset_dir)):

@@ -17,10 +17,11 @@ from dae_jax.convert import export_torch_checkpoint, save_flax_params
 from dae_jax.data.pipeline import InputConfig, iterate_sequences, read_split
 from dae_jax.eval import metrics as M
 from dae_jax.eval.__main__ import main as eval_cli
-from dae_jax.eval.evaluate import evaluate, load_weights
+from dae_jax.eval.evaluate import evaluate
 from dae_jax.models import model_from_config
 from dae_jax.train.loop import train
 from dae_jax.train.state import init_params
+from dae_jax.weights import resolve
 from tfds_builders import build
 from tfds_builders.synthetic_events.synthetic_events_dataset_builder import SyntheticConfig
 
@@ -39,23 +40,22 @@ def run(dataset, tmp_path_factory):
     c.model.update(input_size_width=70, input_size_height=56)
     c.data.update(dataset_dir=dataset, crop=(56, 70))
     c.train.update(num_steps=2, log_every=1)
-    train(c, workdir)
-    with open(os.path.join(workdir, "config_train.json"), "w") as f:  # what launch.py writes
-        json.dump(c.to_dict(), f)
+    train(c, workdir)  # writes config_train.json, what resolve reads
     return workdir
 
 
 def test_checkpoint_and_exported_pth_give_identical_metrics(run, dataset, tmp_path):
-    params, model_config, flags = load_weights(run)
-    assert flags["use_logdepth"] is True  # the run trained in log-depth space
+    w = resolve(run)
+    params, model_config, flags = w.params, w.model_config, w.settings
+    assert flags.use_logdepth is True  # the run trained in log-depth space
     data = InputConfig(dataset_dir=dataset, split="test", batch_size=1, shuffle=False)
     out = str(tmp_path / "orbax")
     from_run = evaluate(params, model_config, data, flags, out, batch_size=3, pictures=2, gif=True)
     pth = str(tmp_path / "model.pth")
-    export_torch_checkpoint(pth, params, model_config, trainer=flags)
-    p2, c2, f2 = load_weights(pth)
-    assert f2 == flags
-    from_pth = evaluate(p2, c2, data, f2, batch_size=3)  # the same batching gives the same arithmetic
+    export_torch_checkpoint(pth, params, model_config, flags)
+    w2 = resolve(pth)
+    assert w2.settings == flags
+    from_pth = evaluate(w2.params, w2.model_config, data, w2.settings, batch_size=3)  # same batching, same arithmetic
     assert from_run["mean"] == from_pth["mean"]
     assert set(from_run["sequences"]) == {"synth_test_000", "synth_test_001"}
     rows = list(csv.reader(open(os.path.join(out, "eval.csv"))))
@@ -85,10 +85,10 @@ def test_launch_exports_a_training_run_without_a_checkpoint_flag(run):
     from launch import _weights
 
     c = synthetic_tiny.get_config()
-    params, model_config, settings = _weights(c, run)
-    want, want_config, _ = load_weights(run)
-    assert model_config == want_config
-    assert jax.tree.all(jax.tree.map(np.array_equal, params, want))
+    got, want = _weights(c, run), resolve(run)
+    settings = got.settings
+    assert got.model_config == want.model_config
+    assert jax.tree.all(jax.tree.map(np.array_equal, got.params, want.params))
     # the run's label space (log depth) decides what its export stores, not config.export
     assert settings == EvalSettings.of_loss(c.loss) and settings.use_logdepth == (c.loss.label_space == "logdepth")
     with pytest.raises(Exception, match="no config_train.json"):
@@ -102,7 +102,7 @@ def test_recurrent_state_resets_per_sequence(dataset, tmp_path):
     params = init_params(model, jax.random.PRNGKey(3), 70, 84)
     data = InputConfig(dataset_dir=dataset, split="test", batch_size=1, shuffle=False)
     flags = {"use_logdepth": True}
-    result = evaluate(params, config, data, flags)
+    result = evaluate(params, config, data, flags, batch_size=2)  # runs of 2 frames: the state crosses calls
     # Independent: each whole sequence through the scanned clip from the zero state, then the metrics.
     split = read_split(dataset, "test")
     from dae_jax.data.pipeline import iterate_sequences

@@ -35,7 +35,7 @@ def test_split_listing_in_natural_order_ignoring_stray_entries(tmp_path):
     train = es.list_sequences(tmp_path, "train")
     assert [es.sequence_name(p) for p in train] == [
         "Town01/sequence_2", "Town01/sequence_10", "Town02/sequence_0", "Town03/sequence_5"]
-    for split in ("val", "test"):
+    for split in ("validation", "test"):
         assert es.list_sequences(tmp_path, split) == written[split]
     assert sum(s.num_sequences for s in es.SPLITS.values()) == 536 + 103 + 119
 
@@ -44,24 +44,24 @@ def test_verify_counts_frames_and_sequences(tmp_path, monkeypatch):
     write_root(tmp_path)
     with pytest.raises(DatasetFormatError, match="Town01-03_train: 4 sequences, the release has 536"):
         es.verify(tmp_path, "train")
-    monkeypatch.setitem(es.SPLITS, "val", es.SPLITS["val"]._replace(num_sequences=1))
-    assert es.verify(tmp_path, "val") == {"Town05/sequence_1": 3}
+    monkeypatch.setitem(es.SPLITS, "validation", es.SPLITS["validation"]._replace(num_sequences=1))
+    assert es.verify(tmp_path, "validation") == {"Town05/sequence_1": 3}
 
 
 def test_split_errors_name_what_is_expected(tmp_path):
-    with pytest.raises(ValueError, match="valid splits: train, val, test"):
-        es.list_sequences(tmp_path, "validation")
+    with pytest.raises(ValueError, match="valid splits: train, validation, test"):
+        es.list_sequences(tmp_path, "val")
     with pytest.raises(MissingDataError, match="is not a directory"):
         es.list_sequences(tmp_path / "absent", "train")
     with pytest.raises(MissingDataError, match="(?s)Town05_val.*unzip Town05_val.zip"):
-        es.list_sequences(tmp_path, "val")
+        es.list_sequences(tmp_path, "validation")
     write_root(tmp_path)
     shutil.rmtree(tmp_path / "Town01-03_train" / "Town02")
     with pytest.raises(MissingDataError, match="missing Town02"):
         es.list_sequences(tmp_path, "train")
     shutil.rmtree(tmp_path / "Town05_val" / "Town05" / "sequence_1")
     with pytest.raises(MissingDataError, match="no sequence folders"):
-        es.list_sequences(tmp_path, "val")
+        es.list_sequences(tmp_path, "validation")
 
 
 def test_frames_timestamps_and_names(written):

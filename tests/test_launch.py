@@ -1,4 +1,5 @@
-"""launch.py end to end in a subprocess: export to PyTorch and predict pictures, plus its usage errors."""
+"""launch.py end to end: export to PyTorch and predict pictures and recordings (in this process), and its usage
+errors (in a subprocess, as a user meets them)."""
 
 from __future__ import annotations
 
@@ -25,6 +26,25 @@ def run_launch(*args: str) -> subprocess.CompletedProcess:
                           cwd=ROOT, env=env, timeout=300)
 
 
+def run_launch_in_process(tmp_path, mode: str, settings: str) -> str:
+    """launch.py's main in this process, for modes where a process adds nothing; returns the workdir. The config
+    is configs/common.py with `settings` (Python lines on `c`) applied, written as a config file of its own:
+    ml_collections defines the --config.x overrides from sys.argv when launch is imported, so they can't be used."""
+    from absl import flags
+
+    import launch
+
+    path = tmp_path / f"config_for_{mode}.py"  # a file per mode: each call loads its own
+    lines = "".join(f"    {line}\n" for line in settings.strip().splitlines())
+    path.write_text(f"from configs import common\n\n\ndef get_config():\n    c = common.get_config()\n{lines}"
+                    "    return c\n")
+    work = str(tmp_path / "work")
+    flags.FLAGS.unparse_flags()
+    flags.FLAGS(["launch.py", f"--config={path}", f"--workdir={work}", f"--mode={mode}"])
+    launch.main([])
+    return work
+
+
 @pytest.mark.parametrize("model_type", ["DAv2", "RecDAv2"])
 def test_export_and_predict(tmp_path, model_type):
     config = {"model_type": model_type, "encoder": "tiny", "input_size_width": 84, "input_size_height": 70,
@@ -39,43 +59,17 @@ def test_export_and_predict(tmp_path, model_type):
     rng = np.random.default_rng(0)
     for i in range(3):
         np.save(inputs / f"frame_{i:03d}.npy", rng.uniform(size=(50, 64, 3)).astype(np.float32))
-    overrides = [f"--config.model.model_type={model_type}", "--config.model.encoder=tiny",
-                 "--config.model.input_size_width=84", "--config.model.input_size_height=70",
-                 f"--config.checkpoint={params_path}"]
-    work = str(tmp_path / "work")
-    out = run_launch("--config=configs/common.py", f"--workdir={work}", "--mode=export", *overrides)
-    assert out.returncode == 0, out.stderr
+    work = run_launch_in_process(tmp_path, "export", f'c.checkpoint = "{params_path}"')
     state_dict, ckpt_config = read_state_dict(os.path.join(work, "export", "model.pth"))
     assert ckpt_config["model"]["model_type"] == model_type and ckpt_config["model"]["encoder"] == "tiny"
     assert any(k.startswith("depth_head.gru_layer_") for k in state_dict) == (model_type == "RecDAv2")
 
-    out = run_launch("--config=configs/common.py", f"--workdir={work}", "--mode=predict",
-                     f"--config.predict.input={inputs}", *overrides)
-    assert out.returncode == 0, out.stderr
+    run_launch_in_process(tmp_path, "predict", f'c.checkpoint = "{params_path}"\nc.predict.input = "{inputs}"')
     for i in range(3):
         depth = np.load(os.path.join(work, "predictions", f"frame_{i:03d}.npy"))
         assert depth.shape == (50, 64) and np.isfinite(depth).all()
         assert np.asarray(Image.open(os.path.join(work, "predictions", f"frame_{i:03d}.png"))).shape == (50, 64, 3)
     assert os.path.isfile(os.path.join(work, "config_predict.json"))
-
-
-def run_launch_in_process(tmp_path, mode: str, settings: str) -> str:
-    """launch.py's main in this process, for modes where a process adds nothing; returns the workdir. The config
-    is configs/common.py with `settings` (Python lines on `c`) applied, written as a config file of its own:
-    ml_collections defines the --config.x overrides from sys.argv when launch is imported, so they can't be used."""
-    from absl import flags
-
-    import launch
-
-    path = tmp_path / "config_for_test.py"
-    lines = "".join(f"    {line}\n" for line in settings.strip().splitlines())
-    path.write_text(f"from configs import common\n\n\ndef get_config():\n    c = common.get_config()\n{lines}"
-                    "    return c\n")
-    work = str(tmp_path / "work")
-    flags.FLAGS.unparse_flags()
-    flags.FLAGS(["launch.py", f"--config={path}", f"--workdir={work}", f"--mode={mode}"])
-    launch.main([])
-    return work
 
 
 def test_predict_mode_on_a_recording(tmp_path):

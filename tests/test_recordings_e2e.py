@@ -79,8 +79,6 @@ def test_build_distil_predict(folder, tmp_path):
     c.teacher.labels = labels
     c.train.update(num_steps=3, log_every=1, checkpoint_every=3, picture_every=0)
     work = tmp_path / "run"
-    work.mkdir()
-    (work / "config_train.json").write_text(json.dumps(c.to_dict()))  # as launch.py writes it
     train(c, str(work))
     losses = [json.loads(line)["loss"] for line in open(work / "metrics.jsonl")]
     assert len(losses) == 3 and np.isfinite(losses).all()

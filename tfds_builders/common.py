@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import tensorflow_datasets as tfds
 
+from dae_jax.data.readers import SPLIT_NAMES, SequenceReader
 from dae_jax.data.schema import EMPTY_DEPTH, EMPTY_RGB, dataset_metadata, example_features
 from dae_jax.events import tencode, tencode_from_voxels
 
@@ -34,19 +35,24 @@ def format_configs(description: str) -> list[EventBuilderConfig]:
 class ReaderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
     """A builder over a format reader of `dae_jax.data.readers`: one record per frame, in sequence order.
 
-    Subclasses set READER (the module), SPLITS (TFDS split -> reader split), HEIGHT/WIDTH (after the crop),
-    and optionally NAME_OF (sequence path -> name) and READ_KWARGS. Every file of the selected splits is
-    checked by the reader before anything is written.
+    Subclasses set READER (a `SequenceReader` module: its splits are the TFDS splits), HEIGHT/WIDTH (after the
+    crop) and optionally READ_KWARGS. Every file of the selected splits is checked by the reader before anything
+    is written.
     """
 
-    READER: Any = None
-    SPLITS: dict[str, str] = {}
+    READER: SequenceReader
     HEIGHT = WIDTH = 0
     READ_KWARGS: dict[str, Any] = {}
 
-    @staticmethod
-    def NAME_OF(path) -> str:  # noqa: N802 (a class-level hook)
-        return path.name
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        if not isinstance(getattr(cls, "READER", None), SequenceReader):
+            missing = [m for m in ("SPLITS", "list_sequences", "sequence_name", "num_frames", "read_sequence",
+                                   "verify") if not hasattr(getattr(cls, "READER", None), m)]
+            raise TypeError(f"{cls.__module__}.{cls.__name__}.READER is not a SequenceReader (missing {missing})")
+        unknown = sorted(set(cls.READER.SPLITS) - set(SPLIT_NAMES))
+        if unknown:
+            raise TypeError(f"{cls.READER.__name__} names splits {unknown} outside {SPLIT_NAMES}")
 
     def _info(self) -> tfds.core.DatasetInfo:
         fmt = self.builder_config.event_format
@@ -58,12 +64,15 @@ class ReaderBuilder(tfds.core.GeneratorBasedBuilder, skip_registration=True):
 
     def _split_generators(self, dl_manager):
         config, root = self.builder_config, str(dl_manager.manual_dir)
-        unknown = sorted(set(config.splits) - set(self.SPLITS))
+        known = list(self.READER.SPLITS)
+        unknown = sorted(set(config.splits) - set(known))
         if unknown:
-            raise ValueError(f"config {config.name!r} asks for splits {unknown}; known: {sorted(self.SPLITS)}")
-        splits = {k: v for k, v in self.SPLITS.items() if not config.splits or k in config.splits}
-        paths = {split: self.READER.list_sequences(root, rs) for split, rs in splits.items()}
-        names = {split: [(self.NAME_OF(p), self.READER.num_frames(p)) for p in seqs] for split, seqs in paths.items()}
+            raise ValueError(f"config {config.name!r} asks for splits {unknown}; known: {sorted(known)}")
+        splits = [k for k in known if not config.splits or k in config.splits]
+        reader = self.READER
+        paths = {split: reader.list_sequences(root, split) for split in splits}
+        names = {split: [(reader.sequence_name(p), reader.num_frames(p)) for p in seqs]
+                 for split, seqs in paths.items()}
         self.info.metadata.update(dataset_metadata(names, self.HEIGHT, self.WIDTH, config.event_format))
         return {split: self._generate_examples(seqs) for split, seqs in paths.items()}
 

@@ -27,13 +27,13 @@ from dae_jax.convert.mapping import (
     unflatten,
 )
 from dae_jax.convert.torch_io import read_state_dict, write_state_dict
+from dae_jax.eval.metrics import EvalSettings
 from dae_jax.models import ENCODERS, model_from_config, model_to_config, param_shapes
 
 __all__ = [
     "ConversionError", "expected_torch_shapes", "export_torch_checkpoint", "flax_to_torch", "infer_model_config",
-    "load_flax_params", "load_params", "load_torch_checkpoint", "save_flax_params", "torch_to_flax",
+    "load_flax_params", "load_torch_checkpoint", "save_flax_params", "torch_to_flax",
 ]
-
 
 
 def infer_model_config(state_dict: Mapping[str, np.ndarray], config: Mapping | None = None) -> dict[str, Any]:
@@ -83,12 +83,12 @@ def load_torch_checkpoint(
 
 
 def export_torch_checkpoint(
-    path: str, params: Mapping, model_config: Mapping[str, Any], trainer: Mapping[str, Any] | None = None,
+    path: str, params: Mapping, model_config: Mapping[str, Any], settings: EvalSettings | None = None,
     plain: bool = False,
 ) -> None:
     """Write params as an official-layout `.pth` or `.safetensors`.
 
-    By default the file is {'state_dict': ..., 'config': {'model': ..., 'trainer': ...}} as DepthAnyEvent's
+    By default the file is {'state_dict': ..., 'config': {'model': ..., 'trainer': settings}} as DepthAnyEvent's
     test script expects; `plain=True` writes a bare state_dict, the layout of the official DAv2 checkpoints.
     """
     state_dict = flax_to_torch(jax.device_get(params))
@@ -97,7 +97,7 @@ def export_torch_checkpoint(
     if not plain:
         model_block = model_to_config(model_from_config(model_config))
         model_block.pop("official", None)  # not a key of the reference's model block
-        config = {"model": model_block, "trainer": dict(trainer or {})}
+        config = {"model": model_block, "trainer": (settings or EvalSettings()).as_dict()}
     write_state_dict(path, state_dict, config)
 
 
@@ -145,12 +145,15 @@ def verify_torch_export(path: str, params: Mapping, model_config: Mapping[str, A
     return float(np.max(np.abs(np.stack(got) - expected)) / np.max(np.abs(expected)))
 
 
-def save_flax_params(path: str, params: Mapping, model_config: Mapping[str, Any]) -> None:
-    """Save params with their model config: `.msgpack` file, or an Orbax checkpoint directory otherwise."""
+def save_flax_params(path: str, params: Mapping, model_config: Mapping[str, Any],
+                     settings: EvalSettings | None = None) -> None:
+    """Save params with their model config (and the evaluation settings of their output, when given): a `.msgpack`
+    file, or an Orbax checkpoint directory otherwise."""
     params = jax.device_get(params)
+    stored = settings.as_dict() if settings else {}
     if path.endswith(".msgpack"):
         os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-        blob = {"params": params, "model_config": json.dumps(dict(model_config))}
+        blob = {"params": params, "model_config": json.dumps(dict(model_config)), "settings": json.dumps(stored)}
         with open(path, "wb") as f:
             f.write(flax.serialization.msgpack_serialize(blob))
         return
@@ -162,10 +165,13 @@ def save_flax_params(path: str, params: Mapping, model_config: Mapping[str, Any]
     checkpointer.wait_until_finished()
     with open(os.path.join(path, "model_config.json"), "w") as f:
         json.dump(dict(model_config), f, indent=2)
+    with open(os.path.join(path, "settings.json"), "w") as f:
+        json.dump(stored, f, indent=2)
 
 
-def load_flax_params(path: str) -> tuple[dict, dict[str, Any]]:
-    """Load what `save_flax_params` wrote -> (params, model config), checking the tree against the model."""
+def load_flax_params(path: str) -> tuple[dict, dict[str, Any], dict[str, Any]]:
+    """Load what `save_flax_params` wrote -> (params, model config, stored settings or {}), checking the tree
+    against the model."""
     if path.endswith(".msgpack"):
         if not os.path.isfile(path):
             raise FileNotFoundError(f"params file not found: {path}")
@@ -174,6 +180,7 @@ def load_flax_params(path: str) -> tuple[dict, dict[str, Any]]:
         if "params" not in blob or "model_config" not in blob:
             raise ConversionError(f"{path}: expected 'params' and 'model_config' entries, got {sorted(blob)}")
         params, config = blob["params"], json.loads(blob["model_config"])
+        settings = json.loads(blob.get("settings", "{}"))
     else:
         import orbax.checkpoint as ocp
 
@@ -183,17 +190,12 @@ def load_flax_params(path: str) -> tuple[dict, dict[str, Any]]:
             raise FileNotFoundError(f"not a dae_jax params directory (no model_config.json): {path}")
         with open(config_path) as f:
             config = json.load(f)
+        settings_path = os.path.join(path, "settings.json")
+        settings = {}
+        if os.path.isfile(settings_path):
+            with open(settings_path) as f:
+                settings = json.load(f)
         params = ocp.StandardCheckpointer().restore(os.path.join(path, "params"))
     expected = {k: tuple(v.shape) for k, v in flatten(param_shapes(model_from_config(config))).items()}
     check_state_dict(flatten(params), expected, what=path)
-    return unflatten({k: np.asarray(v) for k, v in flatten(params).items()}), config
-
-
-def load_params(path: str, model_config: Mapping[str, Any] | None = None) -> tuple[dict, dict[str, Any]]:
-    """Params from any supported file: `.pth`/`.safetensors` (converted on the fly) or dae_jax Flax params."""
-    if path.endswith((".pth", ".pt", ".safetensors")):
-        params, config, _ = load_torch_checkpoint(path, model_config)
-        return params, config
-    params, config = load_flax_params(path)
-    config.update(model_config or {})
-    return params, config
+    return unflatten({k: np.asarray(v) for k, v in flatten(params).items()}), config, settings

@@ -14,7 +14,8 @@ import argparse
 import sys
 
 from dae_jax.data.pipeline import InputConfig
-from dae_jax.eval.evaluate import evaluate, load_weights
+from dae_jax.eval.evaluate import evaluate
+from dae_jax.weights import resolve
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -33,13 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gif", action="store_true", help="join each sequence's pictures into a GIF")
     parser.add_argument("--batch_size", type=int, default=8)
     args = parser.parse_args(argv)
-    params, model_config, flags = load_weights(args.weights)
-    for key in ("use_logdepth", "use_scaleshift", "reg_factor", "clip_distance"):
-        if getattr(args, key) is not None:
-            flags[key] = getattr(args, key)
+    w = resolve(args.weights)
+    settings = w.settings.updated({k: getattr(args, k) for k in w.settings.names()})
     data = InputConfig(dataset_dir=args.dataset_dir, split=args.split, batch_size=1, crop=args.crop,
                        load_depth=True, shuffle=False)
-    result = evaluate(params, model_config, data, flags, args.output, args.batch_size, args.pictures, args.gif)
+    result = evaluate(w.params, w.model_config, data, settings, args.output, args.batch_size, args.pictures, args.gif)
     mean = result["mean"]
     print(" ".join(f"{k}={mean[k]:.4f}" for k in ("_abs_rel_diff", "_RMS_linear", "_threshold_delta_1.25")))
     return 0

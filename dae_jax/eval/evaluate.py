@@ -1,67 +1,25 @@
 """Checkpoint evaluation with the paper's protocol: every sequence of a split, CSV + JSON, optional pictures.
 
-A DepthAnyEvent-R model starts each sequence from the zero state and carries it frame to frame; a DAv2 model
-runs frames in jitted batches. Predictions go through `dae_jax.eval.metrics` exactly as the reference's test
-script does (per-frame metrics, nanmean per sequence, then the mean over sequences).
-
-Weights come from a training run's workdir (its latest Orbax checkpoint and config), a dae_jax params file,
-or an official / exported PyTorch `.pth` (converted on the fly).
+Both models go through one `Predictor`, on runs of up to `batch_size` consecutive frames of a sequence: a batch
+for DAv2; time steps for DepthAnyEvent-R, which starts each sequence from the zero state and carries it. Predictions
+go through `dae_jax.eval.metrics` exactly as the reference's test script does (per-frame metrics, nanmean per
+sequence, then the mean over sequences). Weights come from `dae_jax.weights.resolve`.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
-import json
+import itertools
 import os
 from collections.abc import Callable, Mapping
 from typing import Any
 
-import jax
-import jax.numpy as jnp
 import numpy as np
 from tqdm import tqdm
 
 from dae_jax.data.pipeline import InputConfig, iterate_sequences, read_split
 from dae_jax.eval import metrics as M
-from dae_jax.models import model_from_config
-
-TRAINER_FLAGS = tuple(f.name for f in dataclasses.fields(M.EvalSettings))  # a checkpoint's config['trainer']
-
-
-def load_run(workdir: str, step: int | None = None) -> tuple[dict, dict[str, Any], dict[str, Any]]:
-    """(params, model config, trainer flags) of a training run's latest (or given) checkpoint."""
-    import orbax.checkpoint as ocp
-
-    config_path = os.path.join(workdir, "config_train.json")
-    if not os.path.isfile(config_path):
-        raise FileNotFoundError(f"not a training workdir (no config_train.json): {workdir}")
-    with open(config_path) as f:
-        config = json.load(f)
-    directory = os.path.join(os.path.abspath(workdir), "checkpoints")
-    manager = ocp.CheckpointManager(directory, item_names=("state", "data"))
-    step = manager.latest_step() if step is None else step
-    if step is None:
-        raise FileNotFoundError(f"no checkpoint in {directory}")
-    state = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))["state"]
-    manager.close()
-    return state["params"], config["model"], M.EvalSettings.of_loss(config.get("loss", {})).as_dict()
-
-
-def load_weights(source: str, model_overrides: Mapping[str, Any] | None = None):
-    """(params, model config, trainer flags or {}) from a workdir, a params file or a PyTorch checkpoint."""
-    from dae_jax.convert import load_params, load_torch_checkpoint
-
-    if os.path.isdir(source) and os.path.isfile(os.path.join(source, "config_train.json")):
-        params, config, flags = load_run(source)
-        config.update(model_overrides or {})
-        return params, config, flags
-    if source.endswith((".pth", ".pt", ".safetensors")):
-        params, config, ckpt_config = load_torch_checkpoint(source, model_overrides)
-        trainer = (ckpt_config or {}).get("trainer", {})
-        return params, config, {k: trainer[k] for k in TRAINER_FLAGS if k in trainer}
-    params, config = load_params(source, model_overrides)
-    return params, config, {}
+from dae_jax.predictor import Predictor
 
 
 def eval_input_config(config: Any) -> InputConfig:
@@ -71,54 +29,43 @@ def eval_input_config(config: Any) -> InputConfig:
                        load_depth=True, shuffle=False)
 
 
-def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig, flags: Mapping[str, Any],
-             output_dir: str | None = None, batch_size: int = 8, pictures: int = 0, gif: bool = False,
-             input_key: str = "events", transform: Callable[[np.ndarray], np.ndarray] | None = None,
+def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig,
+             settings: M.EvalSettings | Mapping[str, Any], output_dir: str | None = None, batch_size: int = 8,
+             pictures: int = 0, gif: bool = False, input_key: str = "events",
+             transform: Callable[[np.ndarray], np.ndarray] | None = None,
              input_transform: Callable[[np.ndarray], np.ndarray] | None = None) -> dict[str, Any]:
     """Evaluate on every sequence of `data.split`; write eval.csv / eval.json (and pictures) to output_dir.
 
-    `flags`: use_logdepth, use_scaleshift, reg_factor, clip_distance (the reference's test flags; absent ones
-    take its CLI defaults). `pictures`: how many frames per sequence to draw (0: none); their metric-depth
-    predictions are also returned under "pictures" as {(sequence, frame index): (H, W)}. `gif`: also join each
-    sequence's pictures into pictures/<sequence>.gif. `input_key`: the model's input ('rgb' evaluates a frame
-    model, with data.load_rgb); `transform`: applied to each raw prediction before the protocol (e.g. a frame
+    `settings`: use_logdepth, use_scaleshift, reg_factor, clip_distance (the reference's test flags; a mapping's
+    absent ones take its CLI defaults). `pictures`: how many frames per sequence to draw (0: none); their
+    metric-depth predictions are also returned under "pictures" as {(sequence, frame index): (H, W)}. `gif`: also
+    join each sequence's pictures into pictures/<sequence>.gif. `input_key`: the model's input ('rgb' evaluates a
+    frame model, with data.load_rgb); `transform`: applied to each raw prediction before the protocol (e.g. a frame
     teacher's relative inverse depth -> log depth); `input_transform`: applied to each input before the model
     (e.g. np.zeros_like: the events-removed control).
     """
-    flags = M.EvalSettings.from_mapping(flags).as_dict()
-    model = model_from_config(model_config)
-    params = jax.device_put(params)
-    if model.recurrent:
-        run = jax.jit(lambda p, x, s: model.apply({"params": p}, x, s, method=model.infer_step))
-    else:
-        run = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.infer))
+    if not isinstance(settings, M.EvalSettings):
+        settings = M.EvalSettings.from_mapping(settings)
+    flags = settings.as_dict()
+    predictor = Predictor(params, model_config)
     acc, shown = M.SequenceAccumulator(), {}
     record = functools.partial(_record, acc, flags=flags, output_dir=output_dir, pictures=pictures,
                                input_key=input_key, transform=transform, shown=shown)
     split = read_split(data.dataset_dir, data.split)
     progress = tqdm(total=sum(n for _, _, n in split.sequences), desc=f"eval {data.split}", unit="frame")
     for name, frames in iterate_sequences(data):
-        states, pending = None, []
-        drawn = 0
-        for frame in frames:
-            if input_transform is not None:
-                frame = {**frame, input_key: input_transform(frame[input_key])}
-            if model.recurrent:
-                depth_pred, states = run(params, jnp.asarray(frame[input_key][:, 0]), states)
-                outputs = [(frame, np.asarray(depth_pred[0]))]
-            else:
+        state, pending, drawn = None, [], 0
+        for frame in itertools.chain(frames, [None]):  # None: the end of the sequence flushes what is pending
+            if frame is not None:
+                if input_transform is not None:
+                    frame = {**frame, input_key: input_transform(frame[input_key])}
                 pending.append(frame)
-                if len(pending) < batch_size:
-                    continue
-                outputs = list(zip(pending, _predict(run, params, pending, input_key), strict=True))
+            if pending and (frame is None or len(pending) == batch_size):
+                depth, state = predictor(np.concatenate([f[input_key][:, 0] for f in pending]), state)
+                for f, pred in zip(pending, depth, strict=True):
+                    drawn = record(name, f, pred, drawn)
+                    progress.update(1)
                 pending = []
-            for f, pred in outputs:
-                drawn = record(name, f, pred, drawn)
-                progress.update(1)
-        if pending:
-            for f, pred in zip(pending, _predict(run, params, pending, input_key), strict=True):
-                drawn = record(name, f, pred, drawn)
-                progress.update(1)
     progress.close()
     if output_dir and pictures and gif:
         from dae_jax.eval.visualize import assemble_gif
@@ -132,12 +79,6 @@ def evaluate(params: Mapping, model_config: Mapping[str, Any], data: InputConfig
         acc.to_csv(os.path.join(output_dir, "eval.csv"))
         acc.to_json(os.path.join(output_dir, "eval.json"))
     return result
-
-
-def _predict(run, params, frames, input_key: str) -> list[np.ndarray]:
-    """One jitted call on a batch of single frames -> their depth maps."""
-    x = jnp.asarray(np.concatenate([f[input_key][:, 0] for f in frames]))
-    return list(np.asarray(run(params, x)))
 
 
 def _record(acc, name, frame, pred, drawn, *, flags, output_dir, pictures, input_key, transform, shown) -> int:

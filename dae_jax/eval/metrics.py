@@ -85,13 +85,21 @@ class EvalSettings:
     clip_distance: float = CLIP_DISTANCE
 
     @classmethod
+    def names(cls) -> tuple[str, ...]:
+        """The four flags' names, as a checkpoint's config['trainer'] spells them."""
+        return tuple(f.name for f in dataclasses.fields(cls))
+
+    @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> EvalSettings:
         """From a dict (e.g. a checkpoint's config['trainer']): absent keys take the defaults, unknown ones raise."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(values) - names)
+        return cls().updated(values)
+
+    def updated(self, values: Mapping[str, Any]) -> EvalSettings:
+        """These settings with the entries of `values` that are not None; an unknown key raises."""
+        unknown = sorted(set(values) - set(self.names()))
         if unknown:
-            raise ValueError(f"unknown evaluation settings {unknown}; known: {sorted(names)}")
-        return cls(**{k: type(getattr(cls(), k))(v) for k, v in values.items()})
+            raise ValueError(f"unknown evaluation settings {unknown}; known: {sorted(self.names())}")
+        return dataclasses.replace(self, **{k: type(getattr(self, k))(v) for k, v in values.items() if v is not None})
 
     @classmethod
     def of_loss(cls, loss: Mapping[str, Any]) -> EvalSettings:

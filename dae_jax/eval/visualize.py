@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from dae_jax.eval.metrics import CLIP_DISTANCE
+
 # Anchor colours of the ramp from far (0) to near (1): black-purple-red-orange-pale yellow.
 _ANCHORS = np.array(
     [[0, 0, 4], [59, 15, 112], [140, 41, 129], [222, 73, 104], [254, 159, 109], [252, 253, 191]], np.float64
@@ -22,7 +24,7 @@ def _ramp(u: np.ndarray) -> np.ndarray:
     return np.stack([np.interp(pos, knots, _ANCHORS[:, c]) for c in range(3)], -1).round().astype(np.uint8)
 
 
-def colorize_depth(depth: np.ndarray, near_m: float = 2.0, far_m: float = 80.0) -> np.ndarray:
+def colorize_depth(depth: np.ndarray, near_m: float = 2.0, far_m: float = CLIP_DISTANCE) -> np.ndarray:
     """(H, W) metric depth -> (H, W, 3) uint8, inverse depth mapped linearly from 1/far_m to 1/near_m."""
     depth = np.asarray(depth, np.float64)
     valid = np.isfinite(depth) & (depth > 0)
@@ -56,7 +58,7 @@ def event_image(encoding: np.ndarray) -> np.ndarray:
 
 
 def save_frame_pictures(folder: str, index: int, events: np.ndarray, prediction_m: np.ndarray,
-                        target_m: np.ndarray, near_m: float = 2.0, far_m: float = 80.0) -> str:
+                        target_m: np.ndarray, near_m: float = 2.0, far_m: float = CLIP_DISTANCE) -> str:
     """Write events | prediction | ground truth | error side by side as <folder>/<index>.png; returns the path."""
     import os
 

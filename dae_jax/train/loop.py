@@ -29,13 +29,13 @@ from etils import epath
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from dae_jax.convert import load_params
 from dae_jax.data.pipeline import InputConfig, make_loader
 from dae_jax.eval.metrics import METRIC_KEYS
 from dae_jax.models import model_from_config, target_size
 from dae_jax.train.checkpoint import Checkpointer
 from dae_jax.train.state import create_train_state, init_params, make_optimizer, merge_params, param_groups
 from dae_jax.train.step import LABEL_SPACES, OBJECTIVES, TEACHER_SCALES, make_train_step
+from dae_jax.weights import resolve, write_run_config
 
 DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 AXIS = "batch"  # the pmapped step's axis name
@@ -217,7 +217,7 @@ def build_student(config: Any):
         bias = params["depth_head"]["output_conv2_2"]["bias"]
         params["depth_head"]["output_conv2_2"]["bias"] = jnp.full_like(bias, config.train.output_bias_init)
     if config.checkpoint:
-        params, kept = merge_params(params, load_params(config.checkpoint)[0], config.checkpoint)
+        params, kept = merge_params(params, resolve(config.checkpoint).params, config.checkpoint)
         logging.info("student from %s; %d tensors keep their fresh init: %s", config.checkpoint, len(kept), kept[:8])
     return student, params
 
@@ -227,14 +227,17 @@ def train(config: Any, workdir: str) -> dict[str, Any]:
     validate(config)
     is_chief = jax.process_index() == 0
     epath.Path(workdir).mkdir(parents=True, exist_ok=True)
+    if is_chief:  # what dae_jax.weights.resolve reads this run's model and evaluation settings from
+        write_run_config(workdir, config.to_dict())
     data_cfg = input_config(config)
     data_iter = iter(make_loader(data_cfg))
 
     student, params = build_student(config)
     teacher, teacher_params = None, None
     if config.objective == "distill" and not stored_labels(config):
-        teacher_params, teacher_config = load_params(config.teacher.checkpoint, config.teacher.model.to_dict())
-        teacher = model_from_config(teacher_config, DTYPES[config.train.dtype])
+        resolved = resolve(config.teacher.checkpoint, config.teacher.model.to_dict())
+        teacher_params = resolved.params
+        teacher = model_from_config(resolved.model_config, DTYPES[config.train.dtype])
     num_steps = config.train.num_steps
     optimizer = make_optimizer(config.optim, num_steps,
                                param_groups(params, config.optim.freeze_encoder, bool(student.recurrent)))
@@ -322,10 +325,12 @@ class _PictureSummary:
     """TensorBoard pictures of the first example of a batch: input, prediction and label, as depth colours."""
 
     def __init__(self, student, teacher, config):
+        from dae_jax.models import model_to_config
+        from dae_jax.predictor import Predictor
         from dae_jax.train.step import make_targets
 
         self.config = config
-        self.predict = jax.jit(lambda p, x: student.apply({"params": p}, x, method=student.infer))
+        self.predictor = Predictor(None, model_to_config(student))
         self.teacher = jax.jit(lambda p, x: teacher.apply({"params": p}, x, method=teacher.infer)) if teacher else None
         self.targets = make_targets
 
@@ -342,9 +347,7 @@ class _PictureSummary:
         from dae_jax.eval.visualize import event_image
 
         x = batch[self.config.input][:1]
-        recurrent = self.config.model.model_type == "RecDAv2"
-        out = self.predict(params, x if recurrent else x[:, 0])
-        prediction = np.asarray(out[0] if recurrent else out).reshape(-1, *x.shape[2:4])[0]
+        prediction = self.predictor(x[0], params=params)[0][0]  # the first frame of the first clip
         if self.config.objective == "distill":
             if "teacher_disparity" in batch:  # stored labels
                 disparity = batch["teacher_disparity"][:1, 0]

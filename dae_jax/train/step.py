@@ -40,6 +40,7 @@ import optax
 from jax import lax
 
 from dae_jax.models import DepthAnythingV2
+from dae_jax.predictor import predict_clips
 from dae_jax.train import losses
 from dae_jax.train.state import TrainState
 
@@ -198,24 +199,23 @@ def make_train_step(student: DepthAnythingV2, teacher: DepthAnythingV2 | None, o
             target, mask = make_targets(objective, loss_cfg, batch["depth"].reshape(b * t, h, w), None)
 
         def loss_fn(params):
-            if student.recurrent:
-                prediction, _ = student.apply({"params": params}, events, method=student.infer)
-            else:
-                prediction = student.apply({"params": params}, events.reshape(b * t, h, w, -1), method=student.infer)
+            prediction, _ = predict_clips(student, params, events)
             per_image = per_image_loss(loss_cfg, prediction.reshape(b * t, h, w), target, mask)
             return jnp.mean(per_image)
 
         loss, grads = jax.value_and_grad(loss_fn)(state.params)
         loss, grads = mean(loss), mean(grads)
         finite = jnp.isfinite(loss) & jnp.all(jnp.array([jnp.all(jnp.isfinite(g)) for g in jax.tree.leaves(grads)]))
-        updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        new = state.replace(step=state.step + 1, params=params, opt_state=opt_state,
-                            rng=jax.random.fold_in(state.rng, state.step))
+
+        def update() -> TrainState:
+            updates, opt_state = optimizer.update(grads, state.opt_state, state.params)
+            return state.replace(step=state.step + 1, params=optax.apply_updates(state.params, updates),
+                                 opt_state=opt_state, rng=jax.random.fold_in(state.rng, state.step))
+
         # The first non-finite loss or gradient is recorded in the state, which from then on stays as it was
-        # before that step; the loop reads it when it next fetches metrics, reports the step and stops.
-        ok = finite & (state.first_bad_step == 0)
-        new = jax.tree.map(lambda a, b_: jnp.where(ok, a, b_), new, state)
+        # before that step; the loop reads it when it next fetches metrics, reports the step and stops. (A cond,
+        # not a select per leaf: that would double the step's compile time.)
+        new = lax.cond(finite & (state.first_bad_step == 0), update, lambda: state)
         first_bad = (state.first_bad_step == 0) & ~finite
         new = new.replace(first_bad_step=jnp.where(first_bad, state.step + 1, state.first_bad_step))
         metrics = {"loss": loss, "grad_norm": optax.global_norm(grads)}

@@ -35,6 +35,5 @@ class Builder(ReaderBuilder):
     """
 
     READER = dsec
-    SPLITS = {"train": "train", "validation": "validation"}
     HEIGHT, WIDTH = dsec.CROP
     READ_KWARGS = {"load_rgb": False}

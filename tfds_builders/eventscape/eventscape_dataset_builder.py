@@ -23,7 +23,5 @@ Then:
   python -m tfds_builders eventscape --config tencode --data_dir DATA_DIR --manual_dir <root>
 """
     READER = eventscape
-    SPLITS = {"train": "train", "validation": "val", "test": "test"}
     HEIGHT, WIDTH = eventscape.HEIGHT, eventscape.WIDTH
     READ_KWARGS = {"load_rgb": True}
-    NAME_OF = staticmethod(eventscape.sequence_name)

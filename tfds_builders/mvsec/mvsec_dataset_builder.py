@@ -37,7 +37,5 @@ class Builder(ReaderBuilder):
     """
 
     READER = mvsec
-    SPLITS = {"train": "train", "validation": "validation", "test": "test"}
     HEIGHT, WIDTH = mvsec.HEIGHT, mvsec.WIDTH
     READ_KWARGS = {"load_rgb": True}
-    NAME_OF = staticmethod(mvsec.sequence_name)

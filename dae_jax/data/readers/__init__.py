@@ -1,8 +1,10 @@
 """Format-level readers of the real datasets (MVSEC E2Depth release, official DSEC train release).
 
-`mvsec` and `dsec` each offer `list_sequences(root, split)`, `read_sequence(path, ...)` (an iterator of
-uniform examples, see below), `num_frames(path)` and `verify(root, split)`. They know the on-disk formats and
-nothing downstream; this module holds what they share: the error types, split lookup and PNG reading.
+`mvsec`, `dsec` and `eventscape` are each a `SequenceReader`: `list_sequences(root, split)`, `sequence_name(path)`,
+`num_frames(path)`, `read_sequence(path, load_rgb=...)` (an iterator of uniform examples, see below) and
+`verify(root, split)`, with splits named from `SPLIT_NAMES`. They know the on-disk formats and nothing downstream;
+this module holds what they share: the interface, the error types, split lookup, and PNG, .npy and timestamp
+reading.
 
 An example is a dict: `sequence` (str), `frame_index` (int, position in the sequence), `timestamp_us`
 (int64 reference time), `event_format` ("events" or "voxels") with either `events` (dict x, y float32; p
@@ -12,11 +14,45 @@ uint8 in {0, 1}; t int64 absolute µs: the window [t_ref - 50 ms, t_ref)) or `vo
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 from PIL import Image
+
+SPLIT_NAMES = ("train", "validation", "test")  # the one split vocabulary of readers, builders and configs
+
+
+@runtime_checkable
+class SequenceReader(Protocol):
+    """A dataset's format reader (a module), as the TFDS builders use it."""
+
+    SPLITS: Mapping[str, Any]  # split name (from SPLIT_NAMES) -> where the release keeps it
+
+    def list_sequences(self, root: str | Path, split: str) -> list[Path]: ...
+
+    def sequence_name(self, path: str | Path) -> str: ...
+
+    def num_frames(self, path: str | Path) -> int: ...
+
+    def read_sequence(self, path: str | Path, load_rgb: bool = ...) -> Iterator[dict[str, Any]]: ...
+
+    def verify(self, root: str | Path, split: str) -> dict[str, int]: ...
+
+
+def qualified_name(path: str | Path) -> str:
+    """'<parent>/<folder>' of a sequence folder: unique across splits where folder names alone repeat."""
+    path = Path(path)
+    return f"{path.parent.name}/{path.name}"
+
+
+def load_npy(path: Path) -> np.ndarray:
+    """The array of an .npy file (pickles refused); an unreadable file raises DatasetFormatError naming it."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError, EOFError) as err:
+        raise DatasetFormatError(f"{path}: not a readable .npy file ({err})") from err
 
 
 class DatasetFormatError(ValueError):

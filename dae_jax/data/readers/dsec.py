@@ -98,6 +98,11 @@ def list_sequences(root: str | Path, split: str) -> list[Path]:
     return split_folders(root, split, table, "DSEC")
 
 
+def sequence_name(path: str | Path) -> str:
+    """The sequence folder's name, e.g. 'zurich_city_00_a' (unique in the release)."""
+    return Path(path).name
+
+
 def num_frames(path: str | Path) -> int:
     """Number of examples read_sequence yields: the disparity maps minus the dropped first one."""
     return max(len(sorted_files(Path(path) / DISPARITY_DIR, "*.png")) - 1, 0)

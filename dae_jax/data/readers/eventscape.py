@@ -44,7 +44,15 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from dae_jax.data.readers import DatasetFormatError, MissingDataError, read_rgb, read_seconds_table, require
+from dae_jax.data.readers import (
+    DatasetFormatError,
+    MissingDataError,
+    load_npy,
+    qualified_name,
+    read_rgb,
+    read_seconds_table,
+    require,
+)
 from dae_jax.events.slicing import WINDOW_US, window_indices
 
 HEIGHT, WIDTH = 256, 512
@@ -73,7 +81,7 @@ class Split(NamedTuple):
 
 SPLITS: dict[str, Split] = {
     "train": Split("Town01-03_train", ("Town01", "Town02", "Town03"), 536),
-    "val": Split("Town05_val", ("Town05",), 103),
+    "validation": Split("Town05_val", ("Town05",), 103),
     "test": Split("Town05_test", ("Town05",), 119),
 }
 
@@ -82,8 +90,8 @@ EventScape is not downloaded automatically. From the RAM-Net project page ({PROJ
 archives (about 71, 12 and 14 GB):
 
   {BASE_URL}/Town01-03_train.zip   (train: Town01, Town02, Town03; 536 sequences)
-  {BASE_URL}/Town05_val.zip        (val: Town05; 103 sequences)
-  {BASE_URL}/Town05_test.zip       (test: Town05, other places than val; 119 sequences)
+  {BASE_URL}/Town05_val.zip        (validation: Town05; 103 sequences)
+  {BASE_URL}/Town05_test.zip       (test: Town05, other places than validation; 119 sequences)
 
 Each archive unpacks to town folders (Town0X/<sequence>/...), and val and test both contain a Town05 folder,
 so extract every archive into its own folder named after it:
@@ -132,9 +140,9 @@ def list_sequences(root: str | Path, split: str) -> list[Path]:
 
 
 def sequence_name(path: str | Path) -> str:
-    """'<town>/<sequence>', e.g. 'Town05/sequence_139' (val and test both have Town05, but distinct sequences)."""
-    path = Path(path)
-    return f"{path.parent.name}/{path.name}"
+    """'<town>/<sequence>', e.g. 'Town05/sequence_139' (validation and test both have Town05, but distinct
+    sequences)."""
+    return qualified_name(path)
 
 
 def read_timestamps(path: Path) -> tuple[np.ndarray, np.ndarray]:
@@ -234,10 +242,7 @@ def verify(root: str | Path, split: str) -> dict[str, int]:
 
 def load_depth(path: Path) -> np.ndarray:
     """float32 (H, W) metres from a depth .npy; NaN, inf and values <= 0 become 0 (invalid)."""
-    try:
-        depth = np.load(path, allow_pickle=False)
-    except (OSError, ValueError, EOFError) as err:
-        raise DatasetFormatError(f"{path}: not a readable .npy file ({err})") from err
+    depth = load_npy(path)
     if depth.ndim == 3 and depth.shape[-1] == 1:
         depth = depth[..., 0]
     if depth.ndim != 2 or not np.issubdtype(depth.dtype, np.number):

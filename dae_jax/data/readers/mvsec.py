@@ -18,6 +18,8 @@ from dae_jax.data.readers import (
     check_counts,
     check_crop,
     check_sorted,
+    load_npy,
+    qualified_name,
     read_rgb,
     read_seconds_table,
     require,
@@ -62,8 +64,7 @@ def list_sequences(root: str | Path, split: str) -> list[Path]:
 
 def sequence_name(path: str | Path) -> str:
     """'<parent>/<folder>', e.g. 'mvsec_dataset_day2/train': unique across splits, unlike the folder name alone."""
-    path = Path(path)
-    return f"{path.parent.name}/{path.name}"
+    return qualified_name(path)
 
 
 def default_rgb_folder(path: str | Path) -> str:
@@ -117,10 +118,7 @@ def verify(root: str | Path, split: str) -> dict[str, int]:
 
 def _load_npy(path: Path, ndim: int) -> np.ndarray:
     """float32 array of an .npy file with `ndim` dimensions; unreadable files raise DatasetFormatError."""
-    try:
-        array = np.load(path)
-    except (OSError, ValueError, EOFError) as err:
-        raise DatasetFormatError(f"{path}: not a readable .npy file ({err})") from err
+    array = load_npy(path)
     if array.ndim != ndim:
         raise DatasetFormatError(f"{path}: expected {ndim} dimensions, got shape {array.shape}")
     return array.astype(np.float32)
