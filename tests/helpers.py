@@ -6,6 +6,28 @@ import contextlib
 import logging
 from collections.abc import Iterator
 
+import ml_collections
+
+from configs import synthetic_tiny
+
+# The tests' training settings on top of configs/synthetic_tiny.py (a 64x80 world), as launch.py overrides and as a
+# config. A constant learning rate after the warm-up keeps num_steps out of the compiled step, so every test that
+# trains this model with one objective compiles the same program (the session's persistent cache serves the rest).
+OVERRIDES = {"data.crop": (56, 70), "model.input_size_width": 70, "model.input_size_height": 56,
+             "optim.lr": 1e-3, "optim.encoder_lr": 1e-3, "optim.schedule": "constant", "optim.warmup_steps": 20,
+             "loss.si_lambda": 0.0}
+
+
+def tiny_config(dataset_dir: str, **train) -> ml_collections.ConfigDict:
+    """configs/synthetic_tiny.py with OVERRIDES on `dataset_dir`, and `train` settings."""
+    c = synthetic_tiny.get_config()
+    for field, value in OVERRIDES.items():
+        section, key = field.split(".")
+        c[section][key] = value
+    c.data.dataset_dir = dataset_dir
+    c.train.update(**train)
+    return c
+
 
 @contextlib.contextmanager
 def recorded(logger: str) -> Iterator[list[str]]:

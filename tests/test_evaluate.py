@@ -22,6 +22,7 @@ from dae_jax.models import model_from_config
 from dae_jax.train.loop import train
 from dae_jax.train.state import init_params
 from dae_jax.weights import resolve
+from tests.helpers import tiny_config
 from tfds_builders import build
 from tfds_builders.synthetic_events.synthetic_events_dataset_builder import SyntheticConfig
 
@@ -34,13 +35,11 @@ def dataset(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def run(dataset, tmp_path_factory):
+def run(tiny_synthetic, tmp_path_factory):
+    """Two training steps on the session's world, with the tests' shared training settings (and so their compiled
+    step); evaluated below on this module's world of two test sequences."""
     workdir = str(tmp_path_factory.mktemp("run"))
-    c = synthetic_tiny.get_config()
-    c.model.update(input_size_width=70, input_size_height=56)
-    c.data.update(dataset_dir=dataset, crop=(56, 70))
-    c.train.update(num_steps=2, log_every=1)
-    train(c, workdir)  # writes config_train.json, what resolve reads
+    train(tiny_config(tiny_synthetic, num_steps=2, log_every=1), workdir)  # writes config_train.json
     return workdir
 
 

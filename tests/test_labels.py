@@ -219,11 +219,12 @@ def test_a_step_from_stored_labels_equals_the_step_with_the_teacher(teacher):
     loss_cfg = common.get_config().loss
     optimizer = optax.sgd(1.0)
     state = create_train_state(params, optimizer, 0)
+    in_step, step = (jax.pmap(make_train_step(student, model, optimizer, "distill", loss_cfg), axis_name="batch")
+                     for model in (teacher_model, None))  # each compiled once, used again below
     results = []
-    for model, tp in ((teacher_model, teacher_params), (None, None)):
-        step = jax.pmap(make_train_step(student, model, optimizer, "distill", loss_cfg), axis_name="batch")
+    for fn, tp in ((in_step, teacher_params), (step, None)):
         shards = {k: v.reshape(8, 1, *v.shape[1:]) for k, v in batch.items()}
-        new, metrics = step(jax_utils.replicate(state), shards, jax_utils.replicate(tp) if tp else None)
+        new, metrics = fn(jax_utils.replicate(state), shards, jax_utils.replicate(tp) if tp else None)
         results.append((jax.device_get(jax.tree.map(lambda x: x[0], new.params)), float(metrics["loss"][0])))
     (with_teacher, loss_t), (from_labels, loss_s) = results
     err = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(with_teacher), jax.tree.leaves(from_labels),
@@ -231,7 +232,6 @@ def test_a_step_from_stored_labels_equals_the_step_with_the_teacher(teacher):
     print(f"teacher in the step vs stored labels: loss {loss_t:.6f} vs {loss_s:.6f}, max |Δ params| {err:.1e}")
     assert abs(loss_t - loss_s) <= 1e-5 * abs(loss_t) and err <= 1e-5
     # A frame without a stored label does not count: the loss splits into that frame's and the others'.
-    step = jax.pmap(make_train_step(student, None, optimizer, "distill", loss_cfg), axis_name="batch")
 
     def loss_with(valid):
         shards = {k: v.reshape(8, 1, *v.shape[1:]) for k, v in {**batch, "label_valid": valid}.items()}
@@ -242,7 +242,6 @@ def test_a_step_from_stored_labels_equals_the_step_with_the_teacher(teacher):
     assert loss_with(~only_first) + loss_with(only_first) == pytest.approx(loss_s, rel=1e-5)
     assert 0 < loss_with(only_first) < loss_s
     # The teacher in the step leaves out frames without RGB the same way.
-    in_step = jax.pmap(make_train_step(student, teacher_model, optimizer, "distill", loss_cfg), axis_name="batch")
     shards = {k: v.reshape(8, 1, *v.shape[1:]) for k, v in {**batch, "rgb_valid": ~only_first}.items()}
     loss = float(in_step(jax_utils.replicate(state), shards, jax_utils.replicate(teacher_params))[1]["loss"][0])
     assert loss == pytest.approx(loss_with(~only_first), rel=1e-5)
@@ -250,7 +249,7 @@ def test_a_step_from_stored_labels_equals_the_step_with_the_teacher(teacher):
 
 def test_a_run_distils_from_stored_labels_without_a_teacher(tiny_synthetic, teacher, tmp_path):
     from dae_jax.train.loop import train
-    from tests.test_train import tiny_config
+    from tests.helpers import tiny_config
 
     labels = label_dataset(teacher, {}, tiny_synthetic, ["train"], str(tmp_path / "labels"), batch_size=8,
                            chunk_size=8)

@@ -25,7 +25,7 @@ from dae_jax.models import model_from_config
 from dae_jax.train.loop import train, validate
 from dae_jax.train.state import create_train_state, init_params
 from dae_jax.train.step import make_train_step
-from tests.helpers import recorded
+from tests.helpers import OVERRIDES, recorded, tiny_config
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"encoder": "tiny", "input_size_width": 70, "input_size_height": 56, "activation": "softplus"}
@@ -34,21 +34,6 @@ TINY = {"encoder": "tiny", "input_size_width": 70, "input_size_height": 56, "act
 @pytest.fixture(scope="module")
 def dataset(tiny_synthetic):
     return tiny_synthetic
-
-
-# The tests' settings on top of configs/synthetic_tiny.py (a 64x80 world), as launch.py overrides and as a config.
-OVERRIDES = {"data.crop": (56, 70), "model.input_size_width": 70, "model.input_size_height": 56,
-             "optim.lr": 1e-3, "optim.encoder_lr": 1e-3, "loss.si_lambda": 0.0}
-
-
-def tiny_config(dataset_dir: str, **train):
-    c = synthetic_tiny.get_config()
-    for field, value in OVERRIDES.items():
-        section, key = field.split(".")
-        c[section][key] = value
-    c.data.dataset_dir = dataset_dir
-    c.train.update(**train)
-    return c
 
 
 @pytest.mark.parametrize("objective", ["supervised", "distill"])
