@@ -9,6 +9,7 @@ import pytest
 from PIL import Image
 
 from dae_jax.convert import save_flax_params
+from dae_jax.eval.metrics import EvalSettings
 from dae_jax.events import tencode
 from dae_jax.models import model_from_config
 from dae_jax.predict import main as predict_main
@@ -102,10 +103,10 @@ def test_stream_in_random_chunks_matches_file_prediction(tmp_path, recording, mo
 def test_count_windows_and_log_depth_in_metres(tmp_path, recording):
     params, config = _model("DAv2")
     spec = WindowSpec(mode="count", count=4000)
-    flags = {"use_logdepth": True, "reg_factor": 3.70378, "clip_distance": 80.0}
+    flags = EvalSettings(use_logdepth=True, reg_factor=3.70378, clip_distance=80.0)
     predictor = Predictor(params, config)
     predict_recording(predictor, str(recording), str(tmp_path / "m"), spec, flags, batch_size=2, video=())
-    predict_recording(predictor, str(recording), str(tmp_path / "raw"), spec, {}, batch_size=2, video=())
+    predict_recording(predictor, str(recording), str(tmp_path / "raw"), spec, None, batch_size=2, video=())
     stamps, metres = _saved(tmp_path / "m")
     _, raw = _saved(tmp_path / "raw")
     t = np.load(recording)["t"]

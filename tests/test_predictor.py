@@ -12,25 +12,27 @@ from dae_jax.models import model_from_config
 from dae_jax.predictor import Predictor, predict_clips
 from dae_jax.train.state import init_params
 
-CONFIGS = {
-    "DAv2": {"model_type": "DAv2", "encoder": "tiny", "input_size_width": 70, "input_size_height": 70,
-             "activation": "sigmoid", "inv_prediction": True},
-    "RecDAv2": {"model_type": "RecDAv2", "encoder": "tiny", "input_size_width": 70, "input_size_height": 70,
-                "activation": "sigmoid", "inv_prediction": True},
-}
+# The models and frame sizes of tests/test_predict_recordings.py, called with 1 or 4 frames as there: the same
+# compiled functions serve both files.
+CONFIGS = {kind: {"model_type": kind, "encoder": "tiny", "input_size_width": 98, "input_size_height": 70,
+                  "activation": "sigmoid", "inv_prediction": True} for kind in ("DAv2", "RecDAv2")}
+
+
+def _params(kind: str, seed: int) -> dict:
+    return init_params(model_from_config(CONFIGS[kind]), jax.random.PRNGKey(seed), 70, 98)
 
 
 def _frames(n: int, seed: int = 0) -> np.ndarray:
-    return np.random.default_rng(seed).uniform(size=(n, 60, 76, 3)).astype(np.float32)
+    return np.random.default_rng(seed).uniform(size=(n, 60, 80, 3)).astype(np.float32)
 
 
 def test_dav2_frames_are_a_batch_of_independent_predictions():
     config = CONFIGS["DAv2"]
     model = model_from_config(config)
-    params = init_params(model, jax.random.PRNGKey(0), 70, 70)
-    frames = _frames(5)
+    params = _params("DAv2", 0)
+    frames = _frames(4)
     got, state = Predictor(params, config)(frames)
-    assert state is None and got.shape == (5, 60, 76) and got.dtype == np.float32
+    assert state is None and got.shape == (4, 60, 80) and got.dtype == np.float32
     expected = np.asarray(model.apply({"params": params}, jnp.asarray(frames), method=model.infer))
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
     alone, _ = Predictor(params, config)(frames[3:4])
@@ -40,7 +42,7 @@ def test_dav2_frames_are_a_batch_of_independent_predictions():
 def test_recurrent_state_carried_across_calls_equals_one_step_at_a_time():
     config = CONFIGS["RecDAv2"]
     model = model_from_config(config)
-    params = init_params(model, jax.random.PRNGKey(1), 70, 70)
+    params = _params("RecDAv2", 1)
     frames = _frames(5, seed=1)
     step = jax.jit(lambda x, s: model.apply({"params": params}, x, s, method=model.infer_step))
     states, expected = None, []
@@ -48,37 +50,35 @@ def test_recurrent_state_carried_across_calls_equals_one_step_at_a_time():
         depth, states = step(jnp.asarray(frame[None]), states)
         expected.append(np.asarray(depth[0]))
     predictor = Predictor(params, config)
-    first, state = predictor(frames[:2])
-    rest, _ = predictor(frames[2:], state)
+    first, state = predictor(frames[:1])
+    rest, _ = predictor(frames[1:], state)
     np.testing.assert_allclose(np.concatenate([first, rest]), np.stack(expected), rtol=1e-4, atol=1e-5)
-    restarted, _ = predictor(frames[2:3])  # state None: the start of a sequence
-    assert np.max(np.abs(restarted[0] - expected[2])) > 1e-4
+    restarted, _ = predictor(frames[1:2])  # state None: the start of a sequence
+    assert np.max(np.abs(restarted[0] - expected[1])) > 1e-4
 
 
-@pytest.mark.parametrize("kind", sorted(CONFIGS))
-def test_predict_clips_is_the_traceable_form(kind):
-    config = CONFIGS[kind]
+def test_predict_clips_runs_dav2_clips_as_one_batch():
+    """The traceable form the training step uses (DepthAnyEvent-R's is model.infer itself, as in the Predictor)."""
+    config = CONFIGS["DAv2"]
     model = model_from_config(config)
-    params = init_params(model, jax.random.PRNGKey(2), 70, 70)
-    clips = _frames(6, seed=2).reshape(2, 3, 60, 76, 3)
-    depth, _ = jax.jit(lambda p, x: predict_clips(model, p, x))(params, jnp.asarray(clips))
-    assert depth.shape == (2, 3, 60, 76)
+    params = _params("DAv2", 2)
+    clips = _frames(8, seed=2).reshape(2, 4, 60, 80, 3)
+    depth, state = jax.jit(lambda p, x: predict_clips(model, p, x))(params, jnp.asarray(clips))
+    assert depth.shape == (2, 4, 60, 80) and state is None
     predictor = Predictor(params, config)
-    for b in range(2):  # each clip is one sequence (DepthAnyEvent-R) or three frames (DAv2)
+    for b in range(2):
         np.testing.assert_allclose(np.asarray(depth[b]), predictor(clips[b])[0], rtol=1e-4, atol=1e-5)
 
 
 def test_one_compiled_function_per_config_and_params_per_call():
     config = CONFIGS["DAv2"]
-    model = model_from_config(config)
-    a = init_params(model, jax.random.PRNGKey(3), 70, 70)
-    b = init_params(model, jax.random.PRNGKey(4), 70, 70)
+    a, b = _params("DAv2", 3), _params("DAv2", 4)
     pa, pb = Predictor(a, config), Predictor(b, dict(reversed(list(config.items()))))  # same config, other order
     assert pa._run is pb._run
-    frames = _frames(2, seed=3)
+    frames = _frames(1, seed=3)
     np.testing.assert_array_equal(pa(frames, params=b)[0], pb(frames)[0])
     assert not np.array_equal(pa(frames)[0], pb(frames)[0])
     with pytest.raises(ValueError, match="holds no params"):
         Predictor(None, config)(frames)
-    with pytest.raises(ValueError, match=r"expected frames of shape \(N, h, w, 3\), got \(60, 76, 3\)"):
+    with pytest.raises(ValueError, match=r"expected frames of shape \(N, h, w, 3\), got \(60, 80, 3\)"):
         pa(frames[0])
