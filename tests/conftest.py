@@ -1,5 +1,6 @@
 """Test session setup: 8 virtual CPU devices, so the data-parallel code runs as on an 8-chip host, and a
-persistent XLA compilation cache shared with the subprocesses the tests start (they compile the same steps)."""
+persistent XLA compilation cache shared with the subprocesses the tests start (they compile the same steps;
+tests/helpers.py gives them this session's XLA flags)."""
 
 import os
 import tempfile

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import re
 from collections.abc import Iterator
 
 import ml_collections
@@ -16,6 +18,17 @@ from configs import synthetic_tiny
 OVERRIDES = {"data.crop": (56, 70), "model.input_size_width": 70, "model.input_size_height": 56,
              "optim.lr": 1e-3, "optim.encoder_lr": 1e-3, "optim.schedule": "constant", "optim.warmup_steps": 20,
              "loss.si_lambda": 0.0}
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def subprocess_env(devices: int) -> dict[str, str]:
+    """The environment of a process a test starts: this session's XLA flags (tests/conftest.py) with `devices`
+    virtual CPU devices, so that it compiles the same programs to the same bits, and the checkout on the path."""
+    flags = re.sub(r"--xla_force_host_platform_device_count=\d+", "", os.environ.get("XLA_FLAGS", "")).split()
+    return dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
+                XLA_FLAGS=" ".join([f"--xla_force_host_platform_device_count={devices}", *flags]))
 
 
 def tiny_config(dataset_dir: str, **train) -> ml_collections.ConfigDict:

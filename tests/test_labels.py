@@ -22,10 +22,9 @@ from dae_jax.label import label_dataset
 from dae_jax.models import model_from_config
 from dae_jax.train.state import create_train_state, init_params
 from dae_jax.train.step import make_train_step
-from tests.helpers import recorded
+from tests.helpers import ROOT, recorded, subprocess_env
 from tests.tfds_fixtures import SPLITS, write_fixture
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TEACHER = {"model_type": "DAv2", "encoder": "tiny", "official": True, "input_size_width": 70,
            "input_size_height": 56}
 
@@ -92,7 +91,7 @@ def test_a_killed_job_resumes_to_the_same_files(tiny_synthetic, teacher, tmp_pat
     killed = str(tmp_path / "killed")
     cmd = [sys.executable, "-m", "dae_jax.label", f"--teacher={teacher}", f"--dataset_dir={tiny_synthetic}",
            "--splits=train", f"--output={killed}", "--batch_size=8", "--chunk_size=2"]
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=8")
+    env = subprocess_env(8)
     proc = subprocess.Popen(cmd, env=env, cwd=ROOT, stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     log = []
     for line in proc.stderr:
@@ -124,7 +123,7 @@ def test_two_processes_label_their_shares_to_the_same_files(tiny_synthetic, teac
         s.bind(("localhost", 0))
         port = s.getsockname()[1]
     out = str(tmp_path / "two")
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=4")
+    env = subprocess_env(4)
     cmd = [sys.executable, os.path.join(ROOT, "launch.py"), "--config=configs/synthetic_tiny.py",
            f"--workdir={tmp_path / 'w'}", "--mode=label", f"--config.teacher.checkpoint={teacher}",
            "--config.teacher.model.encoder=tiny", "--config.teacher.model.input_size_width=70",

@@ -16,14 +16,12 @@ from PIL import Image
 from dae_jax.convert import save_flax_params
 from dae_jax.convert.torch_io import read_state_dict
 from dae_jax.models import model_from_config
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+from tests.helpers import ROOT, subprocess_env
 
 
 def run_launch(*args: str) -> subprocess.CompletedProcess:
-    env = dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu")
     return subprocess.run([sys.executable, os.path.join(ROOT, "launch.py"), *args], capture_output=True, text=True,
-                          cwd=ROOT, env=env, timeout=300)
+                          cwd=ROOT, env=subprocess_env(8), timeout=300)
 
 
 def run_launch_in_process(tmp_path, mode: str, settings: str) -> str:

@@ -25,9 +25,8 @@ from dae_jax.models import model_from_config
 from dae_jax.train.loop import train, validate
 from dae_jax.train.state import create_train_state, init_params
 from dae_jax.train.step import make_train_step
-from tests.helpers import OVERRIDES, recorded, tiny_config
+from tests.helpers import OVERRIDES, ROOT, recorded, subprocess_env, tiny_config
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TINY = {"encoder": "tiny", "input_size_width": 70, "input_size_height": 56, "activation": "softplus"}
 
 
@@ -122,11 +121,6 @@ def launch_cmd(dataset: str, workdir: str, num_steps: int, *extra: str) -> list[
             *(f"--config.{k}={v}".replace(" ", "") for k, v in OVERRIDES.items()), *extra]
 
 
-def env(devices: int) -> dict[str, str]:
-    return dict(os.environ, PYTHONPATH=ROOT, JAX_PLATFORMS="cpu",
-                XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}")
-
-
 def losses_of(workdir) -> list[tuple[int, float]]:
     return [(r["step"], r["loss"]) for r in map(json.loads, open(os.path.join(workdir, "metrics.jsonl")))]
 
@@ -136,8 +130,8 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(dataset, tmp_path):
     straight = str(tmp_path / "straight")  # uninterrupted, in this process (also 8 devices)
     train(tiny_config(dataset, num_steps=steps, log_every=1, checkpoint_every=1000), straight)
     resumed = str(tmp_path / "resumed")
-    proc = subprocess.Popen(launch_cmd(dataset, resumed, steps), env=env(8), cwd=ROOT, stderr=subprocess.PIPE,
-                            stdout=subprocess.DEVNULL, text=True)
+    proc = subprocess.Popen(launch_cmd(dataset, resumed, steps), env=subprocess_env(8), cwd=ROOT,
+                            stderr=subprocess.PIPE, stdout=subprocess.DEVNULL, text=True)
     log = []
     for line in proc.stderr:
         log.append(line)
@@ -157,7 +151,7 @@ def test_sigterm_then_resume_matches_an_uninterrupted_run(dataset, tmp_path):
           f"{max(abs(a - b) for (_, a), (_, b) in zip(got, expected, strict=True)):.1e}")
     assert got == expected  # step for step, bit for bit
     # The same checkpoint restores onto another device count and training goes on.
-    out = subprocess.run(launch_cmd(dataset, resumed, steps + 2), env=env(2), cwd=ROOT, capture_output=True,
+    out = subprocess.run(launch_cmd(dataset, resumed, steps + 2), env=subprocess_env(2), cwd=ROOT, capture_output=True,
                          text=True, timeout=600)
     assert out.returncode == 0 and f"at step {steps}" in out.stderr, out.stderr[-2000:]
     assert [s for s, _ in losses_of(resumed)][-2:] == [steps + 1, steps + 2]
@@ -238,7 +232,8 @@ def test_two_processes_train_together(dataset, tmp_path):
     workdir = str(tmp_path / "two")
     procs = [subprocess.Popen(launch_cmd(dataset, workdir, 3, f"--coordinator_address=localhost:{port}",
                                          "--num_processes=2", f"--process_id={i}"),
-                              env=env(2), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                              env=subprocess_env(2), cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                              text=True)
              for i in range(2)]
     logs = [p.communicate(timeout=600)[1] for p in procs]
     assert [p.returncode for p in procs] == [0, 0], logs[0][-2000:] + logs[1][-2000:]
