@@ -67,6 +67,9 @@ def get_config() -> ml_collections.ConfigDict:
     ))
     # Set to start the head's last bias at this value (models with a ReLU output trained from scratch).
     c.train.output_bias_init = ml_collections.config_dict.placeholder(float)
+    # DepthAnyEvent-R's recurrent layers that no checkpoint holds: 'random' (flax's default initialisers) or
+    # 'passthrough' (they start by passing the DAv2 features on: dae_jax.train.state.passthrough_recurrent).
+    c.train.recurrent_init = "random"
     # Evaluation (--mode=eval, and every `every` steps during training when > 0; the best params by `metric`
     # are kept in <workdir>/best). dataset_dir "" means config.data.dataset_dir; pictures = frames per sequence
     # drawn as events | prediction | ground truth | error, and gif joins them per sequence.

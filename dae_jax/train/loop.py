@@ -33,7 +33,15 @@ from dae_jax.data.pipeline import InputConfig, make_loader
 from dae_jax.eval.metrics import METRIC_KEYS
 from dae_jax.models import model_from_config, target_size
 from dae_jax.train.checkpoint import Checkpointer
-from dae_jax.train.state import create_train_state, init_params, make_optimizer, merge_params, param_groups
+from dae_jax.train.state import (
+    RECURRENT_INITS,
+    create_train_state,
+    init_params,
+    make_optimizer,
+    merge_params,
+    param_groups,
+    passthrough_recurrent,
+)
 from dae_jax.train.step import LABEL_SPACES, OBJECTIVES, TEACHER_SCALES, make_train_step
 from dae_jax.weights import resolve, write_run_config
 
@@ -55,6 +63,8 @@ def validate(config: Any) -> None:
          f"{config.loss.label_space!r}"),
         (config.train.dtype in DTYPES,
          f"config.train.dtype must be one of {sorted(DTYPES)}, got {config.train.dtype!r}"),
+        (config.train.get("recurrent_init", "random") in RECURRENT_INITS,
+         f"config.train.recurrent_init must be one of {RECURRENT_INITS}, got {config.train.get('recurrent_init')!r}"),
         (config.train.num_steps > 0, f"config.train.num_steps must be > 0, got {config.train.num_steps}"),
         (config.optim.lr > 0 and config.optim.encoder_lr >= 0, "config.optim.lr must be > 0 and encoder_lr >= 0"),
         (config.data.batch_size % jax.device_count() == 0,
@@ -216,6 +226,8 @@ def build_student(config: Any):
         # bias starts every pixel alive. A checkpoint, if given, overwrites it below.
         bias = params["depth_head"]["output_conv2_2"]["bias"]
         params["depth_head"]["output_conv2_2"]["bias"] = jnp.full_like(bias, config.train.output_bias_init)
+    if student.recurrent and config.train.get("recurrent_init", "random") == "passthrough":
+        params = passthrough_recurrent(params)  # the layers a checkpoint below does not hold keep this init
     if config.checkpoint:
         params, kept = merge_params(params, resolve(config.checkpoint).params, config.checkpoint)
         logging.info("student from %s; %d tensors keep their fresh init: %s", config.checkpoint, len(kept), kept[:8])

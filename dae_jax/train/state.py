@@ -16,6 +16,7 @@ from dae_jax.convert.mapping import flatten, unflatten
 from dae_jax.models import DepthAnythingV2
 
 SCHEDULES = ("cosine", "poly", "constant")
+RECURRENT_INITS = ("random", "passthrough")
 
 
 @flax.struct.dataclass
@@ -91,6 +92,38 @@ def init_params(model: DepthAnythingV2, rng: jax.Array, height: int, width: int)
     if model.recurrent:
         x = x[:, None]
     return jax.jit(model.init)(rng, x)["params"]
+
+
+def passthrough_recurrent(params: Mapping, gate_bias: float = 3.0) -> dict:
+    """DepthAnyEvent-R's recurrent layers (`gru_layer_*`) set to pass their input on, the rest untouched.
+
+    The padding-0 conv becomes the identity on its centre tap; in a ConvLSTM the cell candidate is the identity of
+    that input and the input and output gates open (bias `gate_bias`); in a ConvGRU the candidate is the input and
+    the update gate open. Every other weight is 0 (the state has no say until it is learnt). Started from DAv2
+    weights, the model then computes about what DAv2 does on the first frame (the features through ReLU and tanh),
+    where random layers would hand the head random mixtures of the features it was trained on.
+    """
+    head = dict(params["depth_head"])
+    for name in [k for k in head if k.startswith("gru_layer_")]:
+        layer = head[name]
+        conv = layer["conv"]["conv2d"]
+        f = conv["bias"].shape[0]
+        eye = jnp.eye(f, dtype=conv["kernel"].dtype)
+        cell = dict(layer["recurrent_block"])
+        if "Gates" in cell:  # ConvLSTM: one conv on [x, h] gives the gates input, forget, output, cell
+            kernel = jnp.zeros_like(cell["Gates"]["kernel"]).at[1, 1, :f, 3 * f:].set(eye)
+            bias = jnp.zeros_like(cell["Gates"]["bias"]).at[:f].set(gate_bias).at[2 * f:3 * f].set(gate_bias)
+            cell["Gates"] = {"kernel": kernel, "bias": bias}
+        else:  # ConvGRU: reset and update gates on [x, h], candidate on [x, h * r]
+            zeros = {k: {"kernel": jnp.zeros_like(v["kernel"]), "bias": jnp.zeros_like(v["bias"])}
+                     for k, v in cell.items()}
+            zeros["update_gate"]["bias"] = jnp.full_like(cell["update_gate"]["bias"], gate_bias)
+            zeros["out_gate"]["kernel"] = zeros["out_gate"]["kernel"].at[1, 1, :f].set(eye)
+            cell = zeros
+        identity = jnp.zeros_like(conv["kernel"]).at[1, 1].set(eye)
+        head[name] = {"conv": {"conv2d": {"kernel": identity, "bias": jnp.zeros_like(conv["bias"])}},
+                      "recurrent_block": cell}
+    return {**params, "depth_head": head}
 
 
 def merge_params(target: Mapping, loaded: Mapping, source: str) -> tuple[dict, list[str]]:
