@@ -45,6 +45,9 @@ def get_config():
     # 1 - sigmoid: the log-depth output is bounded to the labels' [0, 1], so the sky saturates at the far end
     # that the protocol's per-frame max normalisation reads the scale from.
     c.model.activation = "sigmoid"
+    # DepthAnyEvent-R's recurrent layers (which the teacher's weights do not hold) start as a pass-through, so the
+    # student starts as the teacher it extends instead of handing the teacher's head random mixtures of its features.
+    c.train.recurrent_init = "passthrough"
     # The stand-in for the foundation model: a frame model of the DAv2 architecture (tiny encoder) that predicts
     # log depth as the students do, trained on the RGB frames of its own world (demo.teacher). Its output is the
     # label itself (config.loss.teacher_scale 'logdepth').
@@ -75,8 +78,11 @@ def get_config():
         # fine-tuned on events; DepthAnyEvent-R's recurrent layers start fresh). False, or given teacher weights:
         # from config.checkpoint (random if empty).
         init_from_teacher=True,
-        recurrent_clip_length=4,  # DepthAnyEvent-R trains on clips of 4 consecutive stacks,
-        recurrent_batch_size=2,  # 2 clips per batch: as many frames as the DAv2 students' batch of 8
+        # DepthAnyEvent-R trains on clips of 2 consecutive stacks, 4 clips per batch: as many frames as the DAv2
+        # students' batch of 8, from twice as many scenes as clips of 4 would hold (it then read its events better:
+        # README, "Results of the demo").
+        recurrent_clip_length=2,
+        recurrent_batch_size=4,
         students=("dav2", "recdav2"),
         objectives=("distill", "supervised"),
         # The loss's si_lambda per objective: 1 counts the level of the anchored log depth, which the labels of
