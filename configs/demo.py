@@ -75,8 +75,8 @@ def get_config():
         # Distil from the teacher's labels stored once (stage "label") rather than running it in every step.
         stored_labels=True,
         # Students start from the stand-in teacher's weights (the paper's VFM adaptation: DepthAnyEvent is DAv2
-        # fine-tuned on events; DepthAnyEvent-R's recurrent layers start fresh). False, or given teacher weights:
-        # from config.checkpoint (random if empty).
+        # fine-tuned on events; DepthAnyEvent-R's recurrent layers as train.recurrent_init says). False, or given
+        # teacher weights: from config.checkpoint (random if empty).
         init_from_teacher=True,
         # DepthAnyEvent-R trains on clips of 2 consecutive stacks, 4 clips per batch: as many frames as the DAv2
         # students' batch of 8, from twice as many scenes as clips of 4 would hold (it then read its events better:

@@ -230,8 +230,8 @@ def build_student(config: Any):
         params = passthrough_recurrent(params)  # the layers a checkpoint below does not hold keep this init
     if config.checkpoint:
         params, kept = merge_params(params, resolve(config.checkpoint).params, config.checkpoint)
-        logging.info("student from %s; %d tensors keep their initialisation (recurrent_init %s): %s",
-                     config.checkpoint, len(kept), config.train.get("recurrent_init", "random"), kept[:8])
+        logging.info("student from %s; %d tensors it does not hold keep their initialisation: %s", config.checkpoint,
+                     len(kept), kept[:8])
     return student, params
 
 
