@@ -24,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from dae_jax.models import model_from_config  # noqa: E402
 from dae_jax.predict import predict_recording  # noqa: E402
 from dae_jax.predictor import Predictor  # noqa: E402
+from dae_jax.train.state import init_params  # noqa: E402
 
 SENSORS = {"DVXplorer 320x240": (240, 320), "DAVIS346 346x260": (260, 346), "Gen3 640x480": (480, 640),
            "IMX636 1280x720": (720, 1280)}
@@ -58,8 +59,8 @@ def main() -> None:
         for model_name in args.models:
             config = MODELS[model_name]
             model = model_from_config(config)
-            x = np.zeros((1, config["input_size_height"], config["input_size_width"], 3), np.float32)
-            predictor = Predictor(jax.jit(model.init)(jax.random.PRNGKey(0), x)["params"], config)
+            params = init_params(model, jax.random.PRNGKey(0), config["input_size_height"], config["input_size_width"])
+            predictor = Predictor(params, config)
             for sensor, (height, width) in SENSORS.items():
                 path = Path(tmp) / f"{height}x{width}.npz"
                 write_recording(path, height, width, args.seconds, args.rate)

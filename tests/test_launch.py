@@ -16,6 +16,7 @@ from PIL import Image
 from dae_jax.convert import save_flax_params
 from dae_jax.convert.torch_io import read_state_dict
 from dae_jax.models import model_from_config
+from dae_jax.train.state import init_params
 from tests.helpers import ROOT, subprocess_env
 
 
@@ -48,8 +49,7 @@ def test_export_and_predict(tmp_path, model_type):
     config = {"model_type": model_type, "encoder": "tiny", "input_size_width": 84, "input_size_height": 70,
               "activation": "softplus"}
     model = model_from_config(config)
-    x = np.zeros((1, 70, 84, 3), np.float32)
-    params = jax.jit(model.init)(jax.random.PRNGKey(0), x[:, None] if model.recurrent else x)["params"]
+    params = init_params(model, jax.random.PRNGKey(0), 70, 84)
     params_path = str(tmp_path / "params.msgpack")
     save_flax_params(params_path, params, config)
     inputs = tmp_path / "inputs"
@@ -75,7 +75,7 @@ def test_predict_mode_on_a_recording(tmp_path):
     config = {"model_type": "RecDAv2", "encoder": "tiny", "input_size_width": 84, "input_size_height": 70,
               "activation": "sigmoid", "inv_prediction": True}
     model = model_from_config(config)
-    params = jax.jit(model.init)(jax.random.PRNGKey(0), np.zeros((1, 1, 70, 84, 3), np.float32))["params"]
+    params = init_params(model, jax.random.PRNGKey(0), 70, 84)
     save_flax_params(str(tmp_path / "params.msgpack"), params, config)
     rng = np.random.default_rng(0)
     t = np.sort(rng.integers(0, 300_000, 5000))

@@ -18,6 +18,7 @@ from dae_jax.predictor import Predictor
 from dae_jax.recordings import Events, open_recording
 from dae_jax.recordings.windows import WindowSpec
 from dae_jax.stream import DepthStream
+from dae_jax.train.state import init_params
 from tests import fixtures_recordings as fx
 
 # imageio reads the MP4 back through an ffmpeg subprocess (fork + exec, no Python in the child)
@@ -30,8 +31,7 @@ def _model(model_type):
     config = {"model_type": model_type, "encoder": "tiny", "input_size_width": 98, "input_size_height": 70,
               "activation": "sigmoid", "inv_prediction": True}
     model = model_from_config(config)
-    x = np.zeros((1, 70, 98, 3), np.float32)
-    params = jax.jit(model.init)(jax.random.PRNGKey(1), x[:, None] if model.recurrent else x)["params"]
+    params = init_params(model, jax.random.PRNGKey(1), 70, 98)
     return params, config
 
 

@@ -18,6 +18,7 @@ from dae_jax.label import label_dataset
 from dae_jax.models import model_from_config
 from dae_jax.predict import main as predict_main
 from dae_jax.train.loop import train
+from dae_jax.train.state import init_params
 from tests.fixtures_recordings import write_aedat4
 from tfds_builders import build
 
@@ -68,7 +69,7 @@ def test_build_distil_predict(folder, tmp_path):
 
     teacher_config = {"model_type": "DAv2", "official": True, **TINY}
     teacher = model_from_config(teacher_config)
-    params = jax.jit(teacher.init)(jax.random.PRNGKey(0), np.zeros((1, 70, 98, 3), np.float32))["params"]
+    params = init_params(teacher, jax.random.PRNGKey(0), 70, 98)
     save_flax_params(str(tmp_path / "teacher.msgpack"), params, teacher_config)
     labels = label_dataset(str(tmp_path / "teacher.msgpack"), teacher_config, data_dir, ["train"],
                            str(tmp_path / "labels"), 8, 8)

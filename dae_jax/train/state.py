@@ -86,12 +86,19 @@ def make_optimizer(optim: Mapping, num_steps: int, groups: Any) -> optax.Gradien
     )
 
 
+# XLA options for the initialiser's program. It runs once and is nothing but the random draws of every parameter
+# (the forward pass is dead code), whose compilation at the default optimisation level (2) takes most of init's
+# time on CPU. Level 1 draws the same bits in half the compile time (tiny model 3.9 s against 7.8 s, vits 6.6
+# against 9.0, vitl 15.4 against 17.4); level 0 compiles faster still but draws slower (vitl 29 s).
+INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+
+
 def init_params(model: DepthAnythingV2, rng: jax.Array, height: int, width: int) -> dict:
     """Random parameters for inputs of height x width (compiled, so large models initialise quickly)."""
     x = jnp.zeros((1, height, width, model.input_channels), jnp.float32)
     if model.recurrent:
         x = x[:, None]
-    return jax.jit(model.init)(rng, x)["params"]
+    return jax.jit(model.init).lower(rng, x).compile(compiler_options=INIT_COMPILER_OPTIONS)(rng, x)["params"]
 
 
 def passthrough_recurrent(params: Mapping, gate_bias: float = 3.0) -> dict:
