@@ -26,12 +26,13 @@ ASSETS = os.path.join(os.path.dirname(os.path.abspath(dae_jax.__file__)), "asset
 
 
 def get_config():
-    """Tiny models at 70x98, 126x168 crops of a 200+20 sequence synthetic world at 130x173, 300 steps per student."""
+    """Tiny models at 70x98, 126x168 crops of a 200+20 sequence synthetic world at 130x173; 600 steps per DAv2
+    student, 300 more for each DepthAnyEvent-R on top of it."""
     c = common.get_config()
     c.model.update(encoder="tiny", input_size_width=98, input_size_height=70)
     c.data.update(batch_size=8, crop=(126, 168))
-    c.optim.update(lr=3e-4, encoder_lr=3e-4, warmup_steps=20)
-    c.train.update(num_steps=300, log_every=50, checkpoint_every=100, picture_every=0)
+    c.optim.update(lr=1e-3, encoder_lr=1e-3, warmup_steps=20)
+    c.train.update(num_steps=600, log_every=50, checkpoint_every=100, picture_every=0)
     c.eval.update(batch_size=8, pictures=3, gif=False)
     # The synthetic ground truth is 0 where the ray meets the sky: far, not unknown (as EventScape's far plane).
     c.loss.sky_as_far = True
@@ -57,10 +58,13 @@ def get_config():
     c.demo = ml_collections.ConfigDict(dict(
         # The synthetic world (tfds_builders.synthetic_events.SyntheticConfig); built once under data_dir.
         data_dir="",  # "" -> <workdir>/data
-        # Many short sequences (each a scene of its own) at half the DAVIS346 size: 200 x 4 training frames (clips of
-        # 4 for DepthAnyEvent-R) and 20 x 4 test frames, 4 sequences per scene family.
-        dataset=dict(name="demo_tencode_130x173", num_train=200, num_test=20, frames_per_sequence=4, seed=0,
-                     height=130, width=173),
+        # Many short sequences (each a scene of its own) at half the DAVIS346 size: 200 x 4 training frames and
+        # 20 x 4 test frames, 4 sequences per scene family. Events in the 100 ms before each frame, the camera at 3x
+        # the families' speeds (street and open ground 6-18 m/s, rooms 1.8-4.8 m/s) and textures at 0.4x their
+        # periods: what lets events carry depth (motion parallax over the surfaces, not only their outlines). The
+        # README's sizing table measures each.
+        dataset=dict(name="demo_events_130x173", num_train=200, num_test=20, frames_per_sequence=4, seed=0,
+                     height=130, width=173, window_ms=100.0, speed_scale=3.0, texture_scale=0.4),
         teacher=dict(
             # The stand-in teacher's weights, shipped with the package as DAv2's are downloaded; "" trains it in
             # the demo's teacher stage (19 minutes here), as scripts/demo_teacher.py made the shipped file.
@@ -83,6 +87,11 @@ def get_config():
         # README, "Results of the demo").
         recurrent_clip_length=2,
         recurrent_batch_size=4,
+        # DepthAnyEvent-R extends DepthAnyEvent: it starts from the DAv2 student of its objective (its recurrent
+        # layers as train.recurrent_init says) and trains recurrent_num_steps on clips. False (or no DAv2 student
+        # in `students`): from the teacher, for train.num_steps, like the DAv2 student.
+        recurrent_from_dav2=True,
+        recurrent_num_steps=300,
         students=("dav2", "recdav2"),
         objectives=("distill", "supervised"),
         # The loss's si_lambda per objective: 1 counts the level of the anchored log depth, which the labels of

@@ -106,12 +106,13 @@ def _train_stage(c: ml_collections.ConfigDict, workdir: str) -> Weights:
 
 
 def student_config(config: Any, dataset_dir: str, student: str, objective: str, teacher: tuple[str, dict] | None,
-                   labels: str = "") -> ml_collections.ConfigDict:
+                   labels: str = "", init: str = "") -> ml_collections.ConfigDict:
     """The training config of one student ('dav2' | 'recdav2') under one objective ('distill' | 'supervised');
     a distilled student reads the stored `labels` when given, else runs the teacher in its step. With
     config.demo.init_from_teacher every student starts from the stand-in teacher trained here (DepthAnyEvent-R's
     recurrent layers fresh), as DepthAnyEvent is DAv2 fine-tuned on events; given teacher weights are not the
-    students' size, so then config.checkpoint decides."""
+    students' size, so then config.checkpoint decides. `init` (a trained DAv2 student's workdir) overrides both:
+    DepthAnyEvent-R then continues from that student for config.demo.recurrent_num_steps."""
     if student not in STUDENT_NAMES:
         raise ValueError(f"config.demo.students: unknown student {student!r}; expected one of {sorted(STUDENT_NAMES)}")
     if objective not in ("distill", "supervised"):
@@ -126,7 +127,17 @@ def student_config(config: Any, dataset_dir: str, student: str, objective: str, 
         changes.update({"teacher.checkpoint": teacher[0], "teacher.model": teacher[1], "teacher.labels": labels})
     if config.demo.init_from_teacher and teacher is not None and not config.teacher.checkpoint:
         changes["checkpoint"] = teacher[0]
+    if init:
+        changes.update({"checkpoint": init, "train.num_steps": config.demo.recurrent_num_steps})
     return _stage_config(config, dataset_dir, **changes)
+
+
+def recurrent_init(config: Any, student: str, objective: str, workdir: str) -> str:
+    """The workdir of the DAv2 student that DepthAnyEvent-R of `objective` continues from
+    (config.demo.recurrent_from_dav2, when the demo trains that student), else ''."""
+    if student != "recdav2" or not config.demo.recurrent_from_dav2 or "dav2" not in config.demo.students:
+        return ""
+    return os.path.join(workdir, f"dav2_{objective}")
 
 
 def build_dataset(dataset: Any, data_dir: str, with_events: bool = True) -> str:
@@ -418,9 +429,11 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
                          "config.loss.teacher_scale is 'logdepth' (the demo's stand-in): pass "
                          "--config.loss.teacher_scale=relative (or metric for a metric teacher)")
     workdir = os.path.abspath(workdir)
-    runs = [(s, o) for o in config.demo.objectives for s in config.demo.students]
+    # Per objective DAv2 first: DepthAnyEvent-R may continue from it (config.demo.recurrent_from_dav2).
+    runs = [(s, o) for o in config.demo.objectives for s in sorted(config.demo.students)]
     for student, objective in runs:  # refuse bad values before minutes of data generation and training
-        validate(student_config(config, "", student, objective, (config.teacher.checkpoint or "<teacher>", {})))
+        validate(student_config(config, "", student, objective, (config.teacher.checkpoint or "<teacher>", {}),
+                                init=recurrent_init(config, student, objective, workdir)))
     stages = _Stages(total=4 + bool(config.demo.stored_labels) + len(runs))
     stages.begin("data", "build the synthetic event world (RGB, Tencode events, depth)")
     dataset_dir = build_dataset(config.demo.dataset,
@@ -439,7 +452,8 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
     for student, objective in runs:
         how = "distil from the teacher's proxy labels" if objective == "distill" else "train on ground truth"
         stages.begin(f"{student}_{objective}", f"{STUDENT_NAMES[student]}: {how}")
-        c = student_config(config, dataset_dir, student, objective, teacher, labels)
+        c = student_config(config, dataset_dir, student, objective, teacher, labels,
+                           recurrent_init(config, student, objective, workdir))
         trained[(student, objective)] = _train_stage(c, os.path.join(workdir, f"{student}_{objective}"))
     stages.begin("evaluate", "evaluate on the test split with the paper's protocol")
     results = _evaluate_all(config, dataset_dir, workdir, teacher, trained)

@@ -54,6 +54,28 @@ def test_synthetic_records_match_the_generator(synthetic):
             np.testing.assert_array_equal(encoded["encoding"], tencode(ev["x"], ev["y"], ev["p"], ev["t"], H, W))
 
 
+def test_synthetic_window_and_scales_reach_the_generator(tmp_path):
+    """window_ms sets each frame's event window (the simulator starts window_ms + 10 ms before the first frame, so
+    that one is full too); speed_scale and texture_scale reach the world."""
+    config = SyntheticConfig(name="tiny_scaled", event_format="events", num_train=1, num_test=0, frames_per_sequence=2,
+                             height=H, width=W, workers=1, window_ms=100.0, speed_scale=3.0, texture_scale=0.4)
+    records = _records(build("synthetic_events", config, str(tmp_path)), "train")
+    seq = generate_sequence(sequence_seed(0, "train", 0), num_frames=2, height=H, width=W, family=FAMILIES[0],
+                            warmup_us=110_000.0, speed_scale=3.0, texture_scale=0.4)
+    t = seq["events"]["t"]
+    assert seq["frame_timestamps_us"][0] == 110_000
+    for i, record in enumerate(records):
+        t_ref = seq["frame_timestamps_us"][i]
+        assert record["timestamp_us"] == t_ref
+        keep = (t >= t_ref - 100_000) & (t < t_ref)
+        assert keep.sum() > 0
+        for k in "xytp":
+            np.testing.assert_array_equal(record["events"][k], seq["events"][k][keep].astype(record["events"][k].dtype))
+        np.testing.assert_array_equal(record["rgb"], seq["rgb"][i])
+    with pytest.raises(ValueError, match="SyntheticConfig.window_ms must be positive"):
+        SyntheticConfig(name="bad", window_ms=0.0)
+
+
 def test_storage_report_and_cli_errors(synthetic, tmp_path, capsys):
     sizes = {fmt: bytes_per_example(b) for fmt, b in synthetic.items()}
     assert all(v > 0 for s in sizes.values() for v in s.values())

@@ -135,3 +135,41 @@ def test_frames_without_events_are_the_frames_of_the_event_run():
     for key in ("rgb", "depth", "frame_timestamps_us", "intrinsics"):
         np.testing.assert_array_equal(frames[key], full[key])
     assert frames["events"]["x"].dtype == full["events"]["x"].dtype
+
+
+def _textures(scene: Scene) -> list[Texture]:
+    g = scene.ground
+    return [g.asphalt, g.sidewalk, g.verge, g.marking, *(b.texture for b in scene.boxes),
+            *(s.texture for s in scene.spheres)]
+
+
+@pytest.mark.parametrize("family", ["street", "room"])
+def test_speed_and_texture_scales_change_only_what_they_name(family):
+    """texture_scale multiplies every texture period after the draws: the same layout, colours and lighting as the
+    unscaled world of the seed. speed_scale multiplies the camera's speed and keeps its pose (the scene then spans
+    the longer path)."""
+    base = make_world(7, 0.3, family=family)
+    textured = make_world(7, 0.3, family=family, texture_scale=0.4)
+    before, after = _textures(base.scene), _textures(textured.scene)
+    assert len(before) == len(after) > 4
+    for a, b in zip(before, after, strict=True):
+        assert b.period == pytest.approx(0.4 * a.period)
+        assert dataclasses.replace(b, period=a.period) == a
+    assert [x.lo for x in textured.scene.boxes] == [x.lo for x in base.scene.boxes]
+    assert textured.scene.sky_color == base.scene.sky_color and textured.trajectory == base.trajectory
+    fast = make_world(7, 0.3, family=family, speed_scale=3.0)
+    assert fast.trajectory.speed == pytest.approx(3.0 * base.trajectory.speed)
+    assert dataclasses.replace(fast.trajectory, speed=base.trajectory.speed) == base.trajectory
+    with pytest.raises(ValueError, match="texture_scale"):
+        make_world(7, 0.3, texture_scale=0.0)
+
+
+def test_finer_textures_and_faster_camera_fire_more_events():
+    """What the scales are for: more of the image fires within a frame's window."""
+    def fired_share(**scales: float) -> float:
+        seq = generate_sequence(5, num_frames=2, family="room", **TINY, **scales)
+        window = seq["events"]["t"] >= seq["frame_timestamps_us"][0]
+        return len(set(zip(seq["events"]["x"][window], seq["events"]["y"][window], strict=True))) / (36 * 48)
+
+    assert fired_share(texture_scale=0.4) > 1.2 * fired_share()
+    assert fired_share(speed_scale=3.0) > 1.2 * fired_share()

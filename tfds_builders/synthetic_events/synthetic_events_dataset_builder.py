@@ -33,6 +33,16 @@ class SyntheticConfig(EventBuilderConfig):
     families: tuple[str, ...] = FAMILIES  # sequence i of a split is of family families[i % len(families)]
     contrast_threshold: float = 0.2  # ESIM's log-intensity step per event (lower: denser events)
     with_events: bool = True  # False: RGB and depth only, empty event windows (a frame model's training set)
+    # The event window before each frame, in ms (the simulator starts window_ms + 10 ms before the first frame, so
+    # every frame has a full window); longer windows keep longer motion trails.
+    window_ms: float = 50.0
+    speed_scale: float = 1.0  # multiplies every camera speed: more parallax, so longer trails for near surfaces
+    texture_scale: float = 1.0  # multiplies every texture period: below 1, events on surfaces, not only outlines
+
+    def __post_init__(self):
+        for field in ("window_ms", "speed_scale", "texture_scale"):
+            if not getattr(self, field) > 0:
+                raise ValueError(f"SyntheticConfig.{field} must be positive, got {getattr(self, field)!r}")
 
 
 def _configs() -> list[SyntheticConfig]:
@@ -71,10 +81,12 @@ class Builder(tfds.core.GeneratorBasedBuilder):
         c = self.builder_config
         sequences = generate_dataset(c.seed, {split: count}, c.frames_per_sequence, workers=c.workers,
                                      families=tuple(c.families), height=c.height, width=c.width,
-                                     contrast_threshold=c.contrast_threshold, with_events=c.with_events)
+                                     contrast_threshold=c.contrast_threshold, with_events=c.with_events,
+                                     warmup_us=(c.window_ms + 10.0) * 1000, speed_scale=c.speed_scale,
+                                     texture_scale=c.texture_scale)
         for _, name, seq in sequences:
             ev, stamps = seq["events"], seq["frame_timestamps_us"]
-            starts, stops = window_indices(ev["t"], stamps)
+            starts, stops = window_indices(ev["t"], stamps, round(c.window_ms * 1000))
             for i, t_ref in enumerate(stamps):
                 window = {k: v[starts[i]:stops[i]] for k, v in ev.items()}
                 yield f"{name}/{i:06d}", frame_example(

@@ -68,18 +68,20 @@ def to_srgb8(linear: np.ndarray) -> np.ndarray:
 def generate_sequence(seed: int, num_frames: int = 20, frame_rate_hz: float = 20.0, height: int = 260,
                       width: int = 346, subframes_per_frame: int = 20, contrast_threshold: float = 0.2,
                       threshold_sigma: float = 0.03, noise_rate_hz: float = 0.0, warmup_us: float = 60_000.0,
-                      max_depth: float = 100.0, family: str | None = None,
-                      with_events: bool = True) -> dict[str, Any]:
+                      max_depth: float = 100.0, family: str | None = None, with_events: bool = True,
+                      speed_scale: float = 1.0, texture_scale: float = 1.0) -> dict[str, Any]:
     """One sequence of a world of `family` (None: drawn from the seed): `events` (dict x, y, t, p),
     `frame_timestamps_us` (N,), `rgb` (N, H, W, 3) uint8, `depth` (N, H, W) float32 metres (0 = sky / beyond
     max_depth), `intrinsics` [fx, fy, cx, cy] and `family`. With `with_events` False only the frames are rendered
     (no luminance between them, no ESIM; `events` is empty): a frame model's training set, many times faster.
+    `speed_scale` and `texture_scale` go to world.make_world.
     """
     world_seq, esim_seq = np.random.SeedSequence(seed).spawn(2)
     step_us = 1e6 / (frame_rate_hz * subframes_per_frame)
     first = math.ceil(warmup_us / step_us - 1e-9)
     last = first + (num_frames - 1) * subframes_per_frame
-    world = make_world(int(world_seq.generate_state(1)[0]), last * step_us * 1e-6, max_depth, family)
+    world = make_world(int(world_seq.generate_state(1)[0]), last * step_us * 1e-6, max_depth, family, speed_scale,
+                       texture_scale)
     trajectory = world.trajectory
     camera = Camera.davis(height, width)
     renderer = Renderer(world.scene, camera)

@@ -4,7 +4,9 @@ of a pixel in the image does not tell its depth.
 Families: `street` (the canyon of scene.make_scene), `open` ground with scattered obstacles, a `room`, a
 `corridor`, and close `clutter`. Any family may add objects that cross the view 1-5 m in front of the camera and
 objects that move on their own. The camera drives along +z at a random height, heading, pitch and roll; an object
-that would come within 0.4 m (clutter: 1.5 m) of the camera at any time is left out.
+that would come within 0.4 m (clutter: 1.5 m) of the camera at any time is left out. `speed_scale` and
+`texture_scale` multiply every camera speed and every texture period after the draws, so a scaled world has the
+same layout as the unscaled one of its seed.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ import dataclasses
 import numpy as np
 
 from .render import Trajectory
-from .scene import CHECKER, NOISE, STRIPES, WINDOWS, Box, Ground, Scene, Sphere, make_scene, random_texture
+from .scene import CHECKER, NOISE, STRIPES, WINDOWS, Box, Ground, Scene, Sphere, Texture, make_scene, random_texture
 
 FAMILIES = ("street", "open", "room", "corridor", "clutter")
 CLEARANCE = {"clutter": 1.5, "other": 0.4}  # metres kept between every object and the camera centre at all times
@@ -218,13 +220,32 @@ def _clear_of_camera(scene: Scene, trajectory: Trajectory, duration: float, clea
                                spheres=tuple(filter(clear_sphere, scene.spheres)))
 
 
-def make_world(seed: int, duration: float, max_depth: float = 100.0, family: str | None = None) -> World:
-    """The world of one sequence lasting `duration` seconds; `family` None draws one from FAMILIES."""
+def _scale_textures(scene: Scene, factor: float) -> Scene:
+    """The scene with every texture period (ground, boxes, spheres) multiplied by `factor`."""
+    def scaled(texture: Texture) -> Texture:
+        return dataclasses.replace(texture, period=texture.period * factor)
+
+    g = scene.ground
+    ground = dataclasses.replace(g, asphalt=scaled(g.asphalt), sidewalk=scaled(g.sidewalk), verge=scaled(g.verge),
+                                 marking=scaled(g.marking))
+    return dataclasses.replace(scene, ground=ground,
+                               boxes=tuple(dataclasses.replace(b, texture=scaled(b.texture)) for b in scene.boxes),
+                               spheres=tuple(dataclasses.replace(s, texture=scaled(s.texture)) for s in scene.spheres))
+
+
+def make_world(seed: int, duration: float, max_depth: float = 100.0, family: str | None = None,
+               speed_scale: float = 1.0, texture_scale: float = 1.0) -> World:
+    """The world of one sequence lasting `duration` seconds; `family` None draws one from FAMILIES. The camera's
+    speed is multiplied by `speed_scale` (more parallax per event window) and every texture period by
+    `texture_scale` (below 1: finer textures, so events cover surfaces, not only their outlines)."""
+    if not (speed_scale > 0 and texture_scale > 0):
+        raise ValueError(f"speed_scale and texture_scale must be positive, got {speed_scale} and {texture_scale}")
     rng = np.random.default_rng(seed)
     family = str(rng.choice(FAMILIES)) if family is None else family
     if family not in FAMILIES:
         raise ValueError(f"unknown scene family {family!r}; expected one of {FAMILIES}")
     trajectory = _trajectory(rng, family)
+    trajectory = dataclasses.replace(trajectory, speed=trajectory.speed * speed_scale)
     path = trajectory.speed * duration
     if family == "street":
         scene = _street(rng, trajectory, path, max_depth)
@@ -238,4 +259,5 @@ def make_world(seed: int, duration: float, max_depth: float = 100.0, family: str
     scene = dataclasses.replace(scene, boxes=scene.boxes + tuple(boxes), spheres=scene.spheres + tuple(spheres),
                                 **_lighting(rng))
     clearance = CLEARANCE["clutter" if family == "clutter" else "other"]
-    return World(family, _clear_of_camera(scene, trajectory, duration, clearance), trajectory)
+    scene = _clear_of_camera(scene, trajectory, duration, clearance)
+    return World(family, _scale_textures(scene, texture_scale) if texture_scale != 1.0 else scene, trajectory)
