@@ -4,8 +4,9 @@
 
 Stages (dae_jax/demo.py): build the synthetic event world -> the teacher: a tiny frame model of the DAv2
 architecture (the stand-in for the foundation model), shipped as dae_jax/assets/demo_teacher.msgpack after training
-on a frame world of its own (scripts/demo_teacher.py) -> store its proxy labels -> distil DepthAnyEvent (DAv2) and
-DepthAnyEvent-R students from them, starting from the teacher's weights -> train the same students supervised ->
+on a frame world of its own (scripts/demo_teacher.py) -> store its proxy labels -> distil a DepthAnyEvent (DAv2)
+student from them, starting from the teacher's weights, and a DepthAnyEvent-R student continuing from it -> train
+the same students supervised ->
 evaluate everything with the controls -> export the distilled students to PyTorch and check them against the
 reference. With the real teacher:
   --config.teacher.checkpoint=depth_anything_v2_vitl.pth --config.loss.teacher_scale=relative
@@ -62,7 +63,7 @@ def get_config():
         # 20 x 4 test frames, 4 sequences per scene family. Events in the 100 ms before each frame, the camera at 3x
         # the families' speeds (street and open ground 6-18 m/s, rooms 1.8-4.8 m/s) and textures at 0.4x their
         # periods: what lets events carry depth (motion parallax over the surfaces, not only their outlines). The
-        # README's sizing table measures each.
+        # README's "Results of the demo" measures each.
         dataset=dict(name="demo_events_130x173", num_train=200, num_test=20, frames_per_sequence=4, seed=0,
                      height=130, width=173, window_ms=100.0, speed_scale=3.0, texture_scale=0.4),
         teacher=dict(
@@ -83,8 +84,7 @@ def get_config():
         # teacher weights: from config.checkpoint (random if empty).
         init_from_teacher=True,
         # DepthAnyEvent-R trains on clips of 2 consecutive stacks, 4 clips per batch: as many frames as the DAv2
-        # students' batch of 8, from twice as many scenes as clips of 4 would hold (it then read its events better:
-        # README, "Results of the demo").
+        # students' batch of 8, from twice as many scenes as clips of 4 would hold.
         recurrent_clip_length=2,
         recurrent_batch_size=4,
         # DepthAnyEvent-R extends DepthAnyEvent: it starts from the DAv2 student of its objective (its recurrent
