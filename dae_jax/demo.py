@@ -132,7 +132,7 @@ def student_config(config: Any, dataset_dir: str, student: str, objective: str, 
     return _stage_config(config, dataset_dir, **changes)
 
 
-def recurrent_init(config: Any, student: str, objective: str, workdir: str) -> str:
+def recurrent_start(config: Any, student: str, objective: str, workdir: str) -> str:
     """The workdir of the DAv2 student that DepthAnyEvent-R of `objective` continues from
     (config.demo.recurrent_from_dav2, when the demo trains that student), else ''."""
     if student != "recdav2" or not config.demo.recurrent_from_dav2 or "dav2" not in config.demo.students:
@@ -433,7 +433,7 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
     runs = [(s, o) for o in config.demo.objectives for s in sorted(config.demo.students)]
     for student, objective in runs:  # refuse bad values before minutes of data generation and training
         validate(student_config(config, "", student, objective, (config.teacher.checkpoint or "<teacher>", {}),
-                                init=recurrent_init(config, student, objective, workdir)))
+                                init=recurrent_start(config, student, objective, workdir)))
     stages = _Stages(total=4 + bool(config.demo.stored_labels) + len(runs))
     stages.begin("data", "build the synthetic event world (RGB, Tencode events, depth)")
     dataset_dir = build_dataset(config.demo.dataset,
@@ -453,7 +453,7 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
         how = "distil from the teacher's proxy labels" if objective == "distill" else "train on ground truth"
         stages.begin(f"{student}_{objective}", f"{STUDENT_NAMES[student]}: {how}")
         c = student_config(config, dataset_dir, student, objective, teacher, labels,
-                           recurrent_init(config, student, objective, workdir))
+                           recurrent_start(config, student, objective, workdir))
         trained[(student, objective)] = _train_stage(c, os.path.join(workdir, f"{student}_{objective}"))
     stages.begin("evaluate", "evaluate on the test split with the paper's protocol")
     results = _evaluate_all(config, dataset_dir, workdir, teacher, trained)

@@ -16,7 +16,7 @@ from PIL import Image
 
 from configs import demo as demo_config
 from dae_jax.convert import PARITY_LIMIT, verify_torch_export
-from dae_jax.demo import DemoClaimError, check_claims, recurrent_init, run_demo, student_config
+from dae_jax.demo import DemoClaimError, check_claims, recurrent_start, run_demo, student_config
 from dae_jax.train.loop import input_config
 
 torch = pytest.importorskip("torch")
@@ -301,18 +301,18 @@ def test_recurrent_student_continues_from_the_dav2_student_of_its_objective(tmp_
     teacher = (config.demo.teacher.weights, config.teacher.model.to_dict())
     workdir = str(tmp_path)
     for objective in ("distill", "supervised"):
-        init = recurrent_init(config, "recdav2", objective, workdir)
+        init = recurrent_start(config, "recdav2", objective, workdir)
         assert init == os.path.join(workdir, f"dav2_{objective}")
         c = student_config(config, "", "recdav2", objective, teacher, "labels", init)
         assert c.checkpoint == init and c.train.num_steps == config.demo.recurrent_num_steps
         assert c.model.model_type == "RecDAv2"
-    assert recurrent_init(config, "dav2", "distill", workdir) == ""  # DAv2 starts from the teacher
+    assert recurrent_start(config, "dav2", "distill", workdir) == ""  # DAv2 starts from the teacher
     dav2 = student_config(config, "", "dav2", "distill", teacher, "labels")
     assert dav2.checkpoint == teacher[0] and dav2.train.num_steps == config.train.num_steps
     config.demo.students = ("recdav2",)  # no DAv2 student to continue from: the teacher, the common schedule
-    assert recurrent_init(config, "recdav2", "distill", workdir) == ""
+    assert recurrent_start(config, "recdav2", "distill", workdir) == ""
     config.demo.students = ("dav2", "recdav2")
     config.demo.recurrent_from_dav2 = False
-    assert recurrent_init(config, "recdav2", "supervised", workdir) == ""
+    assert recurrent_start(config, "recdav2", "supervised", workdir) == ""
     c = student_config(config, "", "recdav2", "supervised", teacher)
     assert c.checkpoint == teacher[0] and c.train.num_steps == config.train.num_steps
