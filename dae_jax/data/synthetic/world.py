@@ -4,9 +4,9 @@ of a pixel in the image does not tell its depth.
 Families: `street` (the canyon of scene.make_scene), `open` ground with scattered obstacles, a `room`, a
 `corridor`, and close `clutter`. Any family may add objects that cross the view 1-5 m in front of the camera and
 objects that move on their own. The camera drives along +z at a random height, heading, pitch and roll; an object
-that would come within 0.4 m (clutter: 1.5 m) of the camera at any time is left out. `speed_scale` and
-`texture_scale` multiply every camera speed and every texture period after the draws, so a scaled world has the
-same layout as the unscaled one of its seed.
+that would come within 0.4 m (clutter: 1.5 m) of the camera at any time is left out. `speed_scale` multiplies the
+camera's speed after the draws (the scene is then built around the longer path); `texture_scale` multiplies every
+texture period at the end, so the layout is the unscaled one of the seed.
 """
 
 from __future__ import annotations
