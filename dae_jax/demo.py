@@ -132,12 +132,17 @@ def student_config(config: Any, dataset_dir: str, student: str, objective: str, 
     return _stage_config(config, dataset_dir, **changes)
 
 
+def run_dir(workdir: str, student: str, objective: str) -> str:
+    """Where the demo trains one student under one objective."""
+    return os.path.join(workdir, f"{student}_{objective}")
+
+
 def recurrent_start(config: Any, student: str, objective: str, workdir: str) -> str:
-    """The workdir of the DAv2 student that DepthAnyEvent-R of `objective` continues from
+    """The run directory of the DAv2 student that DepthAnyEvent-R of `objective` continues from
     (config.demo.recurrent_from_dav2, when the demo trains that student), else ''."""
     if student != "recdav2" or not config.demo.recurrent_from_dav2 or "dav2" not in config.demo.students:
         return ""
-    return os.path.join(workdir, f"dav2_{objective}")
+    return run_dir(workdir, "dav2", objective)
 
 
 def build_dataset(dataset: Any, data_dir: str, with_events: bool = True) -> str:
@@ -430,7 +435,7 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
                          "--config.loss.teacher_scale=relative (or metric for a metric teacher)")
     workdir = os.path.abspath(workdir)
     # Per objective DAv2 first: DepthAnyEvent-R may continue from it (config.demo.recurrent_from_dav2).
-    runs = [(s, o) for o in config.demo.objectives for s in sorted(config.demo.students)]
+    runs = [(s, o) for o in config.demo.objectives for s in sorted(config.demo.students, key=lambda s: s != "dav2")]
     for student, objective in runs:  # refuse bad values before minutes of data generation and training
         validate(student_config(config, "", student, objective, (config.teacher.checkpoint or "<teacher>", {}),
                                 init=recurrent_start(config, student, objective, workdir)))
@@ -454,7 +459,7 @@ def run_demo(config: Any, workdir: str) -> dict[str, Any]:
         stages.begin(f"{student}_{objective}", f"{STUDENT_NAMES[student]}: {how}")
         c = student_config(config, dataset_dir, student, objective, teacher, labels,
                            recurrent_start(config, student, objective, workdir))
-        trained[(student, objective)] = _train_stage(c, os.path.join(workdir, f"{student}_{objective}"))
+        trained[(student, objective)] = _train_stage(c, run_dir(workdir, student, objective))
     stages.begin("evaluate", "evaluate on the test split with the paper's protocol")
     results = _evaluate_all(config, dataset_dir, workdir, teacher, trained)
     stages.begin("export", "export the distilled students to PyTorch and check them in the reference")

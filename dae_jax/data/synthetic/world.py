@@ -260,4 +260,4 @@ def make_world(seed: int, duration: float, max_depth: float = 100.0, family: str
                                 **_lighting(rng))
     clearance = CLEARANCE["clutter" if family == "clutter" else "other"]
     scene = _clear_of_camera(scene, trajectory, duration, clearance)
-    return World(family, _scale_textures(scene, texture_scale) if texture_scale != 1.0 else scene, trajectory)
+    return World(family, _scale_textures(scene, texture_scale), trajectory)
