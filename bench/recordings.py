@@ -59,7 +59,7 @@ def main() -> None:
         for model_name in args.models:
             config = MODELS[model_name]
             model = model_from_config(config)
-            params = init_params(model, jax.random.PRNGKey(0), config["input_size_height"], config["input_size_width"])
+            params = init_params(model, jax.random.PRNGKey(0))
             predictor = Predictor(params, config)
             for sensor, (height, width) in SENSORS.items():
                 path = Path(tmp) / f"{height}x{width}.npz"

@@ -134,8 +134,8 @@ def stored_labels(args: argparse.Namespace) -> None:
     student = DepthAnythingV2(encoder="vits", activation="softplus", inv_prediction=True, input_width=350,
                               input_height=266)
     teacher = DepthAnythingV2(encoder=args.label_teacher, official=True)
-    params = init_params(student, jax.random.PRNGKey(0), H, W)
-    teacher_params = init_params(teacher, jax.random.PRNGKey(1), 518, 686)
+    params = init_params(student, jax.random.PRNGKey(0))
+    teacher_params = init_params(teacher, jax.random.PRNGKey(1))
     optimizer = optax.adamw(1e-5, weight_decay=0.01)
     rgb = rng.uniform(size=(args.batch, 1, H, W, 3)).astype(np.float32)
     batch = {"events": rng.uniform(size=(args.batch, 1, H, W, 3)).astype(np.float32), "rgb": rgb}

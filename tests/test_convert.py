@@ -226,7 +226,7 @@ def test_cli_verify_loads_the_export_into_the_reference(tmp_path, capsys, model_
     """to-torch --verify: the written file reproduces JAX in the PyTorch reference; a corrupted weight is caught."""
     config = {"model_type": model_type, "encoder": "tiny", "input_size_width": 70, "input_size_height": 70,
               "activation": "sigmoid", "inv_prediction": True}
-    params = init_params(model_from_config(config), jax.random.PRNGKey(0), 70, 70)
+    params = init_params(model_from_config(config), jax.random.PRNGKey(0))
     flax_path = str(tmp_path / "p.msgpack")
     save_flax_params(flax_path, params, config)
     frames = np.random.default_rng(0).uniform(size=(3, 50, 64, 3)).astype(np.float32)

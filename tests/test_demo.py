@@ -210,7 +210,7 @@ def test_parity_check_catches_a_wrong_exported_weight(tmp_path):
 
     model_config = {"model_type": "DAv2", "encoder": "tiny", "input_size_width": 70, "input_size_height": 56}
     model = model_from_config(model_config)
-    params = init_params(model, jax.random.PRNGKey(0), 56, 70)
+    params = init_params(model, jax.random.PRNGKey(0))
     frames = np.random.default_rng(0).uniform(0, 1, (2, 50, 64, 3)).astype(np.float32)
     path = str(tmp_path / "model.pth")
     export_torch_checkpoint(path, params, model_config)

@@ -98,7 +98,7 @@ def test_recurrent_state_resets_per_sequence(dataset, tmp_path):
     config = {"model_type": "RecDAv2", "encoder": "tiny", "input_size_width": 84, "input_size_height": 70,
               "activation": "softplus"}
     model = model_from_config(config)
-    params = init_params(model, jax.random.PRNGKey(3), 70, 84)
+    params = init_params(model, jax.random.PRNGKey(3))
     data = InputConfig(dataset_dir=dataset, split="test", batch_size=1, shuffle=False)
     flags = {"use_logdepth": True}
     result = evaluate(params, config, data, flags, batch_size=2)  # runs of 2 frames: the state crosses calls
@@ -121,7 +121,7 @@ def test_recurrent_state_resets_per_sequence(dataset, tmp_path):
 
 def test_command_line(dataset, tmp_path, capsys):
     config = {"model_type": "DAv2", "encoder": "tiny", "input_size_width": 84, "input_size_height": 70}
-    params = init_params(model_from_config(config), jax.random.PRNGKey(0), 70, 84)
+    params = init_params(model_from_config(config), jax.random.PRNGKey(0))
     path = str(tmp_path / "p.msgpack")
     save_flax_params(path, params, config)
     assert eval_cli(["--weights", path, "--dataset_dir", dataset, "--split", "test", "--output",

@@ -32,7 +32,7 @@ TEACHER = {"model_type": "DAv2", "encoder": "tiny", "official": True, "input_siz
 def teacher_file(directory, seed: int) -> str:
     """A random tiny frame teacher with official semantics, saved as dae_jax params."""
     model = model_from_config(TEACHER)
-    params = init_params(model, jax.random.PRNGKey(seed), 56, 70)
+    params = init_params(model, jax.random.PRNGKey(seed))
     # A positive last bias keeps the ReLU output alive, so the labels are not all zero.
     params["depth_head"]["output_conv2_2"]["bias"] = params["depth_head"]["output_conv2_2"]["bias"] + 1.0
     path = os.path.join(directory, f"teacher{seed}.msgpack")
@@ -208,13 +208,15 @@ def test_a_step_from_stored_labels_equals_the_step_with_the_teacher(teacher):
     teacher_model = model_from_config(teacher_config)
     student = model_from_config({"encoder": "tiny", "input_size_width": 70, "input_size_height": 56,
                                  "activation": "softplus"})
-    params = init_params(student, jax.random.PRNGKey(2), 56, 70)
+    params = init_params(student, jax.random.PRNGKey(2))
     rng = np.random.default_rng(0)
     rgb = rng.uniform(size=(8, 1, 56, 70, 3)).astype(np.float32)
     stored = np.asarray(jax.jit(lambda x: teacher_model.apply({"params": teacher_params}, x,
                                                               method=teacher_model.infer))(rgb[:, 0]))
+    # Every input is in the first call of each step (rgb_valid too, for the end of this test): one compilation each.
     batch = {"events": rng.uniform(size=(8, 1, 56, 70, 3)).astype(np.float32), "rgb": rgb,
-             "teacher_disparity": stored[:, None], "label_valid": np.ones((8, 1), bool)}
+             "rgb_valid": np.ones((8, 1), bool), "teacher_disparity": stored[:, None],
+             "label_valid": np.ones((8, 1), bool)}
     loss_cfg = common.get_config().loss
     optimizer = optax.sgd(1.0)
     state = create_train_state(params, optimizer, 0)
@@ -224,7 +226,7 @@ def test_a_step_from_stored_labels_equals_the_step_with_the_teacher(teacher):
     for fn, tp in ((in_step, teacher_params), (step, None)):
         shards = {k: v.reshape(8, 1, *v.shape[1:]) for k, v in batch.items()}
         new, metrics = fn(jax_utils.replicate(state), shards, jax_utils.replicate(tp) if tp else None)
-        results.append((jax.device_get(jax.tree.map(lambda x: x[0], new.params)), float(metrics["loss"][0])))
+        results.append((jax.tree.map(lambda x: x[0], jax.device_get(new.params)), float(metrics["loss"][0])))
     (with_teacher, loss_t), (from_labels, loss_s) = results
     err = max(float(np.max(np.abs(a - b))) for a, b in zip(jax.tree.leaves(with_teacher), jax.tree.leaves(from_labels),
                                                             strict=True))

@@ -49,7 +49,7 @@ def test_export_and_predict(tmp_path, model_type):
     config = {"model_type": model_type, "encoder": "tiny", "input_size_width": 84, "input_size_height": 70,
               "activation": "softplus"}
     model = model_from_config(config)
-    params = init_params(model, jax.random.PRNGKey(0), 70, 84)
+    params = init_params(model, jax.random.PRNGKey(0))
     params_path = str(tmp_path / "params.msgpack")
     save_flax_params(params_path, params, config)
     inputs = tmp_path / "inputs"
@@ -75,7 +75,7 @@ def test_predict_mode_on_a_recording(tmp_path):
     config = {"model_type": "RecDAv2", "encoder": "tiny", "input_size_width": 84, "input_size_height": 70,
               "activation": "sigmoid", "inv_prediction": True}
     model = model_from_config(config)
-    params = init_params(model, jax.random.PRNGKey(0), 70, 84)
+    params = init_params(model, jax.random.PRNGKey(0))
     save_flax_params(str(tmp_path / "params.msgpack"), params, config)
     rng = np.random.default_rng(0)
     t = np.sort(rng.integers(0, 300_000, 5000))

@@ -21,6 +21,7 @@ from dae_jax.convert import torch_to_flax  # noqa: E402
 from dae_jax.models import DepthAnyEventR, DepthAnythingV2, target_size  # noqa: E402
 from dae_jax.models.resize import resize_bicubic, resize_bilinear  # noqa: E402
 from dae_jax.models.vit import interpolate_pos_embed  # noqa: E402
+from dae_jax.train.state import init_params  # noqa: E402
 
 torch.set_num_threads(2)
 RTOL = 1e-4
@@ -149,11 +150,11 @@ def test_recurrent_clip_parity_and_streaming(cell, size, input_size):
 def test_recurrent_state_is_carried_and_reset():
     """The recurrence matters (a carried state changes the output) and None means the zero state."""
     model = DepthAnyEventR(encoder="tiny", input_width=70, input_height=70)
-    clip = jax.random.uniform(jax.random.PRNGKey(0), (1, 2, 70, 70, 3))
-    params = model.init(jax.random.PRNGKey(1), clip)["params"]
-    depth, states = model.apply({"params": params}, clip)
-    zero = model.zero_states(1, 70, 70)
-    again, _ = model.apply({"params": params}, clip, zero)
+    clip = np.random.default_rng(0).uniform(size=(1, 2, 70, 70, 3)).astype(np.float32)
+    params = init_params(model, jax.random.PRNGKey(1))
+    apply = jax.jit(model.apply)
+    depth, states = apply({"params": params}, clip)
+    again, _ = apply({"params": params}, clip, model.zero_states(1, 70, 70))
     np.testing.assert_array_equal(np.asarray(depth), np.asarray(again))
-    carried, _ = model.apply({"params": params}, clip, states)
+    carried, _ = apply({"params": params}, clip, states)
     assert np.abs(np.asarray(carried) - np.asarray(depth)).max() > 0

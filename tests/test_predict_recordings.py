@@ -31,7 +31,7 @@ def _model(model_type):
     config = {"model_type": model_type, "encoder": "tiny", "input_size_width": 98, "input_size_height": 70,
               "activation": "sigmoid", "inv_prediction": True}
     model = model_from_config(config)
-    params = init_params(model, jax.random.PRNGKey(1), 70, 98)
+    params = init_params(model, jax.random.PRNGKey(1))
     return params, config
 
 

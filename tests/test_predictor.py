@@ -19,7 +19,7 @@ CONFIGS = {kind: {"model_type": kind, "encoder": "tiny", "input_size_width": 98,
 
 
 def _params(kind: str, seed: int) -> dict:
-    return init_params(model_from_config(CONFIGS[kind]), jax.random.PRNGKey(seed), 70, 98)
+    return init_params(model_from_config(CONFIGS[kind]), jax.random.PRNGKey(seed))
 
 
 def _frames(n: int, seed: int = 0) -> np.ndarray:

@@ -69,7 +69,7 @@ def test_build_distil_predict(folder, tmp_path):
 
     teacher_config = {"model_type": "DAv2", "official": True, **TINY}
     teacher = model_from_config(teacher_config)
-    params = init_params(teacher, jax.random.PRNGKey(0), 70, 98)
+    params = init_params(teacher, jax.random.PRNGKey(0))
     save_flax_params(str(tmp_path / "teacher.msgpack"), params, teacher_config)
     labels = label_dataset(str(tmp_path / "teacher.msgpack"), teacher_config, data_dir, ["train"],
                            str(tmp_path / "labels"), 8, 8)

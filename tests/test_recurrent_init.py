@@ -21,9 +21,9 @@ def test_first_step_passes_the_input_on(cell):
     tanh scaled by the open gates: ConvLSTM s * tanh(s * tanh(relu(x))), ConvGRU s * tanh(relu(x)), s = sigmoid(3)."""
     f = 6
     layer = RecurrentConvLayer(f, cell)
-    x = jax.random.normal(jax.random.PRNGKey(0), (2, 7, 9, f)) * 2
+    x = np.random.default_rng(0).normal(size=(2, 7, 9, f)).astype(np.float32) * 2
     state = zero_state(cell, 2, 7, 9, f)
-    params = {"depth_head": {"gru_layer_1": layer.init(jax.random.PRNGKey(1), x, state)["params"]}}
+    params = {"depth_head": {"gru_layer_1": jax.jit(layer.init)(jax.random.PRNGKey(1), x, state)["params"]}}
     params = passthrough_recurrent(params)
     out, _ = layer.apply({"params": params["depth_head"]["gru_layer_1"]}, x, state)
     s, inner = _sigmoid(3.0), np.tanh(np.maximum(np.asarray(x)[:, 1:-1, 1:-1], 0))
@@ -35,7 +35,7 @@ def test_other_parameters_untouched():
     """Only gru_layer_* change; the rest of the tree is returned as it was."""
     layer = RecurrentConvLayer(4)
     x = jnp.ones((1, 5, 5, 4))
-    gru = layer.init(jax.random.PRNGKey(0), x, zero_state("convlstm", 1, 5, 5, 4))["params"]
+    gru = jax.jit(layer.init)(jax.random.PRNGKey(0), x, zero_state("convlstm", 1, 5, 5, 4))["params"]
     other = {"kernel": jnp.arange(6.0)}
     params = {"pretrained": {"w": jnp.ones(3)}, "depth_head": {"gru_layer_2": gru, "layer1_rn": other}}
     out = passthrough_recurrent(params)

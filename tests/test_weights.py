@@ -26,7 +26,7 @@ FALLBACK = EvalSettings(use_logdepth=False, use_scaleshift=True, reg_factor=1.5,
 
 
 def _params(seed: int) -> dict:
-    return jax.device_get(init_params(model_from_config(CONFIG), jax.random.PRNGKey(seed), 56, 70))
+    return jax.device_get(init_params(model_from_config(CONFIG), jax.random.PRNGKey(seed)))
 
 
 def _same(a, b) -> bool:

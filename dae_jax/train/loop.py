@@ -31,7 +31,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from dae_jax.data.pipeline import InputConfig, make_loader
 from dae_jax.eval.metrics import METRIC_KEYS
-from dae_jax.models import model_from_config, target_size
+from dae_jax.models import model_from_config
 from dae_jax.train.checkpoint import Checkpointer
 from dae_jax.train.state import (
     RECURRENT_INITS,
@@ -219,8 +219,7 @@ def build_student(config: Any):
     """The student model and its initial params (random, or from config.checkpoint)."""
     student = model_from_config(config.model.to_dict(), DTYPES[config.train.dtype], config.train.remat,
                                 config.train.unroll_time)
-    net = target_size(*config.data.crop, student.input_width, student.input_height)
-    params = init_params(student, jax.random.PRNGKey(config.train.seed), *net)
+    params = init_params(student, jax.random.PRNGKey(config.train.seed))
     if config.train.get("output_bias_init") is not None:
         # A ReLU output (official DAv2) trained from scratch starts mostly at 0 and stays dead; a positive last
         # bias starts every pixel alive. A checkpoint, if given, overwrites it below.
