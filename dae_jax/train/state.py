@@ -91,15 +91,16 @@ def make_optimizer(optim: Mapping, num_steps: int, groups: Any) -> optax.Gradien
 # time on CPU. Level 1 draws the same bits in half the compile time (tiny model 3.9 s against 7.8 s, vits 6.6
 # against 9.0, vitl 15.4 against 17.4); level 0 compiles faster still but draws slower (vitl 29 s).
 INIT_COMPILER_OPTIONS = {"xla_backend_optimization_level": 1}
+# The initialiser's input side: the smallest input DepthAnyEvent-R takes (DAv2 takes any multiple of 14).
 INIT_SIZE = 70
 
 
 def init_params(model: DepthAnythingV2, rng: jax.Array) -> dict:
     """Random parameters (compiled, so large models initialise quickly).
 
-    The draws do not depend on the input (the forward pass is dead code), so a fixed 70x70 input (the smallest
-    DepthAnyEvent-R takes) gives one program per model, which the persistent compilation cache then serves to every
-    run of that model at any input size.
+    The draws do not depend on the input (the forward pass is dead code), so one fixed input (INIT_SIZE square)
+    gives one program per model, which the persistent compilation cache then serves to every run of that model at
+    any input size.
     """
     x = jnp.zeros((1, INIT_SIZE, INIT_SIZE, model.input_channels), jnp.float32)
     if model.recurrent:
