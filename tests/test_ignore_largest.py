@@ -3,6 +3,7 @@ the reduced mask, the loss on it, injected outliers, the untouched default and t
 
 from __future__ import annotations
 
+import functools
 import math
 from fractions import Fraction
 
@@ -50,15 +51,25 @@ def ref_residual(space: str, p: np.ndarray, t: np.ndarray, m: np.ndarray) -> np.
 
 def existing_loss(cfg: dict, p: np.ndarray, t: np.ndarray, m: np.ndarray) -> float:
     """One image's loss on mask m through the loss functions of dae_jax.train.losses (no per_image_loss)."""
-    p, t, m = (jnp.asarray(a)[None] for a in (p, t, m))
-    if cfg["label_space"] == "logdepth":
-        return float(losses.si_loss(p, t, m, cfg["si_lambda"])
-                     + cfg["gradient_weight"] * losses.multiscale_gradient_loss(p, t, m, 1, cfg["gradient_scales"]))
-    if cfg["disparity_loss"] == "ssi":
-        return float(losses.ssi_loss(p, t, m, cfg["ssi_alpha"], cfg["gradient_scales"], "batch"))
-    t = t / jnp.maximum(jnp.max(jnp.where(m, t, 0.0)), 1e-12)
-    return float(losses.midas_mse(p, t, m, "batch")
-                 + cfg["ssi_alpha"] * losses.gradient_loss(p, t, m, cfg["gradient_scales"], "batch"))
+    return float(_existing_loss(tuple(sorted(cfg.items())))(*(jnp.asarray(a)[None] for a in (p, t, m))))
+
+
+@functools.cache
+def _existing_loss(cfg_items: tuple):
+    """existing_loss's computation for one config, compiled once (eagerly, JAX would compile it op by op)."""
+    cfg = dict(cfg_items)
+
+    def loss(p, t, m):
+        if cfg["label_space"] == "logdepth":
+            return (losses.si_loss(p, t, m, cfg["si_lambda"])
+                    + cfg["gradient_weight"] * losses.multiscale_gradient_loss(p, t, m, 1, cfg["gradient_scales"]))
+        if cfg["disparity_loss"] == "ssi":
+            return losses.ssi_loss(p, t, m, cfg["ssi_alpha"], cfg["gradient_scales"], "batch")
+        t = t / jnp.maximum(jnp.max(jnp.where(m, t, 0.0)), 1e-12)
+        return (losses.midas_mse(p, t, m, "batch")
+                + cfg["ssi_alpha"] * losses.gradient_loss(p, t, m, cfg["gradient_scales"], "batch"))
+
+    return jax.jit(loss)
 
 
 @pytest.fixture
@@ -145,10 +156,12 @@ def test_outliers_are_ignored(float64, space, gradient_weight):
     full = np.ones((h, w), bool)
     p_, t_, full_, clean_ = (jnp.asarray(a)[None] for a in (p, t, full, ~outliers))
 
-    def loss(x, fraction, mask):
+    def loss_fn(x, fraction, mask):
         return per_image_loss({**cfg, "ignore_largest_fraction": fraction}, x, t_, mask)[0]
 
-    value, grad = jax.value_and_grad(loss)(p_, 0.01, full_)  # floor(0.01 * 768) = 7 pixels dropped
+    loss = jax.jit(loss_fn, static_argnums=1)
+    # floor(0.01 * 768) = 7 pixels dropped
+    value, grad = jax.jit(jax.value_and_grad(loss_fn), static_argnums=1)(p_, 0.01, full_)
     np.testing.assert_allclose(value, existing_loss(cfg, p, t, ~outliers), rtol=1e-12)
     np.testing.assert_allclose(value, loss(p_, 0.0, clean_), rtol=1e-12)
     assert float(loss(p_, 0.0, full_)) > 1.5 * float(value)  # the outliers did matter
@@ -166,8 +179,8 @@ def test_outliers_are_ignored(float64, space, gradient_weight):
 def test_fraction_zero_is_todays_code_path(images, space):
     args = tuple(jnp.asarray(a) for a in images)
     cfg = SPACES[space]
-    todays = per_image_loss(cfg, *args)
-    with_zero = per_image_loss({**cfg, "ignore_largest_fraction": 0.0}, *args)
+    todays = jax.jit(lambda *a: per_image_loss(cfg, *a))(*args)
+    with_zero = jax.jit(lambda *a: per_image_loss({**cfg, "ignore_largest_fraction": 0.0}, *a))(*args)
     np.testing.assert_array_equal(np.asarray(with_zero), np.asarray(todays))
     # No extra work is traced: the same program, and no sort in it
     jaxpr = str(jax.make_jaxpr(lambda *a: per_image_loss({**cfg, "ignore_largest_fraction": 0.0}, *a))(*args))
