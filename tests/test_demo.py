@@ -273,11 +273,12 @@ def test_the_controls_are_what_they_say(demo_run):
     w = resolve(os.path.join(workdir, "recdav2_distill"))
     params, model_config = w.params, w.model_config
     model = model_from_config(model_config)
+    infer = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.infer))
     acc = M.SequenceAccumulator()
     for name, frames in iterate_sequences(_test_frames(config, dataset_dir)):
         depth_maps = [f["depth"][0, 0] for f in frames]
         zeros = np.zeros((1, len(depth_maps), *depth_maps[0].shape, 3), np.float32)
-        prediction, _ = model.apply({"params": params}, zeros, method=model.infer)
+        prediction, _ = infer(params, zeros)
         for k, depth in enumerate(depth_maps):
             acc.add(name, M.evaluate_frame(np.asarray(prediction[0, k]), depth, use_logdepth=True))
     expected = acc.overall_mean()

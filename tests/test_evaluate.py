@@ -73,8 +73,9 @@ def test_checkpoint_and_exported_pth_give_identical_metrics(run, dataset, tmp_pa
     assert from_pth["pictures"] == {}
     frame = next(iterate_sequences(data))[1]
     first = next(frame)
-    raw = np.asarray(model_from_config(model_config).apply({"params": params}, jnp.asarray(first["events"][:, 0]),
-                                                           method="infer"))[0]
+    model = model_from_config(model_config)
+    infer = jax.jit(lambda p, x: model.apply({"params": p}, x, method="infer"))
+    raw = np.asarray(infer(params, first["events"][:, 0]))[0]
     np.testing.assert_allclose(from_run["pictures"][("synth_test_000", 0)],
                                M.prepare_prediction(raw, first["depth"][0, 0], True, False), rtol=1e-4)
 
@@ -106,10 +107,11 @@ def test_recurrent_state_resets_per_sequence(dataset, tmp_path):
     split = read_split(dataset, "test")
     from dae_jax.data.pipeline import iterate_sequences
 
+    infer = jax.jit(lambda p, x: model.apply({"params": p}, x, method=model.infer))
     for name, frames in iterate_sequences(data):
         frames = list(frames)
         clip = jnp.asarray(np.concatenate([f["events"] for f in frames], axis=1))
-        depth, _ = model.apply({"params": params}, clip, method=model.infer)
+        depth, _ = infer(params, clip)
         acc = M.SequenceAccumulator()
         for f, pred in zip(frames, np.asarray(depth[0]), strict=True):
             acc.add(name, M.evaluate_frame(pred, f["depth"][0, 0], **flags))
