@@ -10,7 +10,9 @@ import dataclasses
 import functools
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+from jax import lax
 
 from dae_jax.models.resize import bicubic_matrix
 
@@ -78,6 +80,26 @@ def interpolate_pos_embed(pos_embed: jnp.ndarray, gh: int, gw: int) -> jnp.ndarr
 Dense = functools.partial(nn.Dense, kernel_init=nn.initializers.truncated_normal(0.02))
 
 
+def _softmax_attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray, logits_eq: str, out_eq: str) -> jnp.ndarray:
+    weights = nn.softmax(jnp.einsum(logits_eq, q, k).astype(jnp.float32), axis=-1).astype(q.dtype)
+    return jnp.einsum(out_eq, weights, v)
+
+
+def attention(q: jnp.ndarray, k: jnp.ndarray, v: jnp.ndarray) -> jnp.ndarray:
+    """softmax(q k^T) v over (B, N, heads, head_dim) inputs (q already scaled), the softmax in float32.
+
+    On XLA:CPU one image and head at a time, in a loop: its (N, N) logits then stay in cache, which makes the
+    attention of vits at 266x350 1.4x (batch 1) to 2x (batch 8) faster than the batched form; accelerators
+    keep the batched form.
+    """
+    if jax.default_backend() != "cpu":
+        return _softmax_attention(q, k, v, "bqhd,bkhd->bhqk", "bhqk,bkhd->bqhd")
+    b, n, h, d = q.shape
+    per_head = tuple(jnp.moveaxis(a, 2, 1).reshape(b * h, n, d) for a in (q, k, v))
+    out = lax.map(lambda qkv: _softmax_attention(*qkv, "qd,kd->qk", "qk,kd->qd"), per_head)
+    return jnp.moveaxis(out.reshape(b, h, n, d), 1, 2)
+
+
 class Attention(nn.Module):
     """Multi-head self-attention with one fused qkv projection ([q | k | v], heads contiguous)."""
 
@@ -91,9 +113,7 @@ class Attention(nn.Module):
         qkv = Dense(3 * self.dim, dtype=self.dtype, name="qkv")(x)
         q, k, v = jnp.moveaxis(qkv.reshape(b, n, 3, self.heads, self.dim // self.heads), 2, 0)
         q = q * (self.dim // self.heads) ** -0.5
-        logits = jnp.einsum("bqhd,bkhd->bhqk", q, k)
-        weights = nn.softmax(logits.astype(jnp.float32), axis=-1).astype(self.dtype)
-        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, n, self.dim)
+        out = attention(q, k, v).reshape(b, n, self.dim)
         return Dense(self.dim, dtype=self.dtype, name="proj")(out)
 
 
