@@ -4,8 +4,9 @@ the frames, the state carried), and the distillation train step (bench/train.py'
 
 Both run the same weights in the same process (the PyTorch reference of dae_jax/convert/torch_reference.py, CPU,
 the same thread count), so the printed ratio is what this machine says, not an absolute number. Times are the best
-of --repeats runs, JAX's compiled ahead of time; also printed: the JAX compile time, XLA's memory estimate for the
-compiled function, and the process's peak RSS.
+of --repeats runs, JAX's compiled ahead of time, the two frameworks taking turns run by run (this machine's speed
+drifts over seconds; back-to-back blocks of runs would hand the drift to one side); also printed: the JAX compile
+time, XLA's memory estimate for the compiled function, and the process's peak RSS.
 
 Run from the repository root: python bench/models.py [--batches 1 8] [--repeats 5] [--only vits teacher clip step]
 """
@@ -25,7 +26,6 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.data import best_seconds  # noqa: E402
 from dae_jax.convert import torch_reference as ref  # noqa: E402
 from dae_jax.convert import torch_to_flax  # noqa: E402
 from dae_jax.models import DepthAnyEventR, DepthAnythingV2  # noqa: E402
@@ -43,6 +43,17 @@ def _compiled(fn, *args) -> tuple[object, float, float]:
     return compiled, compile_s, xla_mb
 
 
+def best_alternating(fns: dict[str, object], repeats: int) -> dict[str, float]:
+    """Best wall seconds of each callable over `repeats` rounds, each round calling every one once, in turn."""
+    best = dict.fromkeys(fns, float("inf"))
+    for _ in range(repeats):
+        for name, fn in fns.items():
+            start = time.perf_counter()
+            fn()
+            best[name] = min(best[name], time.perf_counter() - start)
+    return best
+
+
 def bench_model(kind: str, batch: int, repeats: int, encoder: str = "vits", size: tuple[int, int] = (H, W)) -> dict:
     """Latency of one forward pass of a network-sized input, JAX (jit, after compile) and PyTorch."""
     h, w = size
@@ -58,10 +69,10 @@ def bench_model(kind: str, batch: int, repeats: int, encoder: str = "vits", size
         fn = lambda p, x: model.apply({"params": p}, x)  # noqa: E731
     xj = jnp.asarray(x)
     compiled, compile_s, xla_mb = _compiled(fn, params, xj)
-    jax_s = best_seconds(lambda: compiled(params, xj).block_until_ready(), repeats)
     with torch.no_grad():
-        torch_s = best_seconds(lambda: tmodel(xt), repeats)
-    return dict(jax_s=jax_s, torch_s=torch_s, compile_s=compile_s, xla_mb=xla_mb)
+        best = best_alternating({"jax_s": lambda: compiled(params, xj).block_until_ready(),
+                                 "torch_s": lambda: tmodel(xt)}, repeats)
+    return dict(**best, compile_s=compile_s, xla_mb=xla_mb)
 
 
 def bench_clip(frames: int, repeats: int) -> dict:
@@ -72,7 +83,6 @@ def bench_clip(frames: int, repeats: int) -> dict:
     model = DepthAnyEventR(encoder="vits")
     cj = jnp.asarray(clip)
     compiled, compile_s, xla_mb = _compiled(lambda p, c: model.apply({"params": p}, c)[0], params, cj)
-    jax_s = best_seconds(lambda: compiled(params, cj).block_until_ready(), repeats)
     xs = [torch.from_numpy(np.ascontiguousarray(clip[:, t].transpose(0, 3, 1, 2))) for t in range(frames)]
 
     def torch_loop():
@@ -81,8 +91,9 @@ def bench_clip(frames: int, repeats: int) -> dict:
             _, states = tmodel(x, states)
 
     with torch.no_grad():
-        torch_s = best_seconds(torch_loop, repeats)
-    return dict(jax_s=jax_s, torch_s=torch_s, compile_s=compile_s, xla_mb=xla_mb)
+        best = best_alternating({"jax_s": lambda: compiled(params, cj).block_until_ready(), "torch_s": torch_loop},
+                                repeats)
+    return dict(**best, compile_s=compile_s, xla_mb=xla_mb)
 
 
 def _row(name: str, batch: int, r: dict) -> None:

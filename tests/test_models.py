@@ -43,6 +43,22 @@ def test_remat_and_bfloat16_keep_the_function():
     assert float(jnp.abs(y16 - y).max() / jnp.abs(y).max()) < 5e-2
 
 
+def test_attention_per_head_loop_equals_the_batched_form(monkeypatch):
+    """XLA:CPU runs the attention one image and head at a time; accelerators run the batched form."""
+    from dae_jax.models import vit
+
+    q, k, v = (jax.random.normal(jax.random.PRNGKey(i), (2, 50, 3, 16)) for i in range(3))
+    on_cpu = jax.jit(vit.attention)(q, k, v)
+    monkeypatch.setattr(vit.jax, "default_backend", lambda: "tpu")
+    batched = jax.jit(vit.attention)(q, k, v)
+    assert "while" not in str(jax.make_jaxpr(vit.attention)(q, k, v))
+    logits = np.einsum("bqhd,bkhd->bhqk", np.asarray(q, np.float64), np.asarray(k, np.float64))
+    weights = np.exp(logits - logits.max(-1, keepdims=True))
+    expected = np.einsum("bhqk,bkhd->bqhd", weights / weights.sum(-1, keepdims=True), np.asarray(v, np.float64))
+    np.testing.assert_allclose(on_cpu, expected, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched, expected, rtol=1e-5, atol=1e-6)
+
+
 def test_config_round_trip_and_param_counts():
     for cfg in ({"model_type": "DAv2", "encoder": "vits"},
                 {"model_type": "RecDAv2", "encoder": "vits", "recurrent_block_type": "convgru"},

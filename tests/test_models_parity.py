@@ -66,6 +66,24 @@ def test_resize_matches_torch_interpolate(src, dst):
         np.testing.assert_allclose(np.asarray(got), np.moveaxis(expected.numpy(), 1, -1), atol=2e-6, rtol=0)
 
 
+@pytest.mark.parametrize("src,dst", [((76, 100), (152, 200)), ((152, 200), (266, 350)), ((266, 350), (130, 173)),
+                                     ((7, 9), (21, 4))])
+def test_resize_gradients_match_torch_autograd(src, dst):
+    """The resizes' own gradient (the transposed taps) against torch's backward of F.interpolate (each input sums
+    up to ~10 float32 products whose order differs, hence a relative limit rather than 2e-6 absolute)."""
+    rng = np.random.default_rng(3)
+    x = rng.uniform(size=(2, *src, 4)).astype(np.float32)
+    cotangent = rng.normal(size=(2, *dst, 4)).astype(np.float32)
+    cases = [(resize_bicubic, dict(mode="bicubic", align_corners=False)),
+             (functools.partial(resize_bilinear, align_corners=False), dict(mode="bilinear", align_corners=False)),
+             (functools.partial(resize_bilinear, align_corners=True), dict(mode="bilinear", align_corners=True))]
+    for resize, kwargs in cases:
+        got = jax.jit(jax.grad(lambda a, resize=resize: jnp.sum(resize(a, dst) * cotangent)))(jnp.asarray(x))
+        t = nchw(x).requires_grad_(True)
+        (F.interpolate(t, dst, **kwargs) * nchw(cotangent)).sum().backward()
+        assert rel_err(got, np.moveaxis(t.grad.numpy(), 1, -1)) <= 1e-5, (resize, kwargs)
+
+
 def test_target_size_matches_reference_rule():
     rng = np.random.default_rng(2)
     sizes = [(260, 346), (320, 640), (480, 640), (518, 518), (100, 1000)]
